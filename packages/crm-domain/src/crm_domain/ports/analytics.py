@@ -1,0 +1,91 @@
+"""Aggregate queries behind reports (the port's value types)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from crm_domain.errors import ValidationError
+from crm_domain.values import require_aware
+
+
+class Metric(enum.StrEnum):
+    """What a report can count or average. Only these; never free SQL."""
+
+    NEW_CONTACTS = "new_contacts"  # contacts by created_at
+    AVG_WARMNESS = "avg_warmness"  # of contacts created in range
+    BOOKINGS = "bookings"  # bookings by starts_at
+    COMPLETED = "completed"  # bookings completed
+    NO_SHOWS = "no_shows"
+    CANCELLATIONS = "cancellations"
+    SMS_INBOUND = "sms_inbound"  # by created_at
+    SMS_OUTBOUND = "sms_outbound"
+    TASKS_OPEN = "tasks_open"  # tasks created in range and still open
+
+
+class Dimension(enum.StrEnum):
+    """How a report groups rows. ``location`` is resolved by the service across tenants."""
+
+    DAY = "day"
+    WEEK = "week"  # ISO week, labelled by its Monday (YYYY-MM-DD)
+    MONTH = "month"  # YYYY-MM
+    SOURCE = "source"  # contact source (contact metrics, and bookings via their contact)
+    SERVICE_TYPE = "service_type"  # booking metrics only
+    LOCATION = "location"  # gateways label it with the bound location id
+
+
+def _dimensions(value: Iterable[Dimension | str]) -> tuple[Dimension, ...]:
+    try:
+        return tuple(Dimension(d) for d in value)
+    except ValueError as exc:
+        raise ValidationError("dimensions", str(exc)) from None
+
+
+def _to_metric(value: Metric | str) -> Metric:
+    try:
+        return Metric(value)
+    except ValueError:
+        raise ValidationError("metric", f"{value!r} is not a known metric") from None
+
+
+def _range_ok(instance: MetricQuery, _a: object, value: datetime) -> None:
+    require_aware(instance.start, field="start")
+    require_aware(value, field="end")
+    if value <= instance.start:
+        raise ValidationError("end", "must be after start")
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class MetricQuery:
+    """One metric over ``[start, end)`` grouped by at most two dimensions.
+
+    Day/week/month buckets are computed in ``timezone`` (the location's).
+    """
+
+    metric: Metric = attrs.field(converter=_to_metric)
+    start: datetime
+    end: datetime = attrs.field(validator=_range_ok)
+    dimensions: tuple[Dimension, ...] = attrs.field(default=(), converter=_dimensions)
+    timezone: str = "UTC"
+
+    @dimensions.validator
+    def _dims(self, _a: object, value: tuple[Dimension, ...]) -> None:
+        if len(value) > 2:
+            raise ValidationError("dimensions", "at most two")
+        if len(set(value)) != len(value):
+            raise ValidationError("dimensions", "must not repeat")
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class MetricRow:
+    """One group's value: ``keys`` maps each dimension to its label (str)."""
+
+    keys: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    value: float
+
+
+__all__ = ["Dimension", "Metric", "MetricQuery", "MetricRow"]

@@ -1,0 +1,1 @@
+"""SQLite and PostgreSQL DatabaseGateway for the Avatar Imaging CRM (SQLAlchemy Core, Alembic)."""

@@ -1,0 +1,1 @@
+"""Mailers (SMTP, Gmail API) and SMS senders (ClickSend, MessageMedia) for the Avatar Imaging CRM."""
