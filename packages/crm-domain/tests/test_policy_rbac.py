@@ -134,9 +134,7 @@ async def test_authorizer_uses_context_custom_permissions() -> None:
         tenant_id="loc-1",
         user_id="user-1",
         roles=[Role.DOCTOR],
-        custom_permissions=(
-            PermissionOverride(resource="contacts", action="read", effect="deny"),
-        ),
+        custom_permissions=(PermissionOverride(resource="contacts", action="read", effect="deny"),),
     )
     assert not await authorizer.allowed(ctx, "contacts", "read")
     assert await authorizer.allowed(ctx, "bookings", "read")

@@ -13,6 +13,11 @@ def _roles(value: Iterable[Role | str]) -> frozenset[Role]:
     return frozenset(Role(r) for r in value)
 
 
+def _overrides(value: Iterable[PermissionOverride]) -> tuple[PermissionOverride, ...]:
+    # A typed converter (not bare ``tuple``) so mypy sees the __init__ parameter's type.
+    return tuple(value)
+
+
 @attrs.frozen(slots=True, kw_only=True)
 class Context:
     """The caller of a use case, resolved by the entry point (HTTP, CLI, worker).
@@ -24,7 +29,9 @@ class Context:
     tenant_id: str
     user_id: str | None
     roles: frozenset[Role] = attrs.field(converter=_roles)
-    custom_permissions: tuple[PermissionOverride, ...] = attrs.field(default=(), converter=tuple)
+    custom_permissions: tuple[PermissionOverride, ...] = attrs.field(
+        default=(), converter=_overrides
+    )
     client_ip: str | None = None
     user_agent: str | None = None
     request_id: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import datetime
 
 import attrs
@@ -64,6 +65,11 @@ class PermissionOverride:
     effect: Effect = attrs.field(default=Effect.ALLOW, converter=_to_effect)
 
 
+def _overrides(value: Iterable[PermissionOverride]) -> tuple[PermissionOverride, ...]:
+    # A typed converter (not bare ``tuple``) so mypy sees the __init__ parameter's type.
+    return tuple(value)
+
+
 @attrs.frozen(slots=True, kw_only=True)
 class Membership:
     """A user's role at one location."""
@@ -72,6 +78,8 @@ class Membership:
     user_id: str = attrs.field(validator=text(64))
     location_id: str = attrs.field(validator=text(64))
     role: Role = attrs.field(converter=_to_role)
-    custom_permissions: tuple[PermissionOverride, ...] = attrs.field(default=(), converter=tuple)
+    custom_permissions: tuple[PermissionOverride, ...] = attrs.field(
+        default=(), converter=_overrides
+    )
     is_active: bool = True
     created_at: datetime = attrs.field(validator=aware)
