@@ -1,0 +1,37 @@
+"""In-memory adapters for every storage and delivery port.
+
+* :class:`InMemoryGateway` — the reference :class:`~crm_domain.ports.gateway.DatabaseGateway`
+  (``CRM_DATABASE_URL=memory://``); its module docstring states the semantics
+  every gateway shares, and :mod:`crm_domain.memory._schema` the keys and
+  foreign keys it enforces;
+* :class:`InMemoryQueue`, :class:`RecordingMailer`, :class:`RecordingSmsSender`
+  — record what they are given, and can be told to fail.
+
+Clocks and id factories live in :mod:`crm_domain.clock` (``FixedClock``,
+``UlidFactory``).
+"""
+
+from crm_domain.memory._schema import TABLES, ForeignKey, Table, Unique
+from crm_domain.memory.adapters import InMemoryQueue, RecordingMailer, RecordingSmsSender
+from crm_domain.memory.analytics import compute_metric
+from crm_domain.memory.gateway import (
+    CHAIN_LOCK_TIMEOUT,
+    InMemoryGateway,
+    InMemoryUnitOfWork,
+    create_gateway,
+)
+
+__all__ = [
+    "CHAIN_LOCK_TIMEOUT",
+    "TABLES",
+    "ForeignKey",
+    "InMemoryGateway",
+    "InMemoryQueue",
+    "InMemoryUnitOfWork",
+    "RecordingMailer",
+    "RecordingSmsSender",
+    "Table",
+    "Unique",
+    "compute_metric",
+    "create_gateway",
+]
