@@ -1,1 +1,13 @@
-"""Litestar HTTP server, security pipeline, webhooks and the crm CLI for the Avatar Imaging CRM."""
+"""Litestar HTTP server, security pipeline, webhooks and the crm CLI for the Avatar Imaging CRM.
+
+``create_app(settings)`` is the composition root: it returns a Litestar app whose
+:class:`CrmPlugin` wires the gateway (by ``CRM_DATABASE_URL``), the domain's
+services, the security pipeline and the routes.
+"""
+
+from crm_http_litestar.app import create_app
+from crm_http_litestar.audit import GroupCommitAuditRecorder
+from crm_http_litestar.plugin import CrmConfig, CrmPlugin
+from crm_http_litestar.settings import Settings
+
+__all__ = ["CrmConfig", "CrmPlugin", "GroupCommitAuditRecorder", "Settings", "create_app"]

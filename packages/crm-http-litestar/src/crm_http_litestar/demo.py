@@ -1,0 +1,513 @@
+"""The demo data of CONTRACT.md: two locations, four users, a few hundred records each.
+
+Seeding is idempotent — locations, users, memberships, IP rules and grants are
+created only when missing, and a location's records only when it has no
+contacts yet — and deterministic: the same seed gives the same people, the
+same bookings and the same messages, placed over the 90 days before "now".
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import attrs
+from crm_domain.entities import (
+    Booking,
+    BookingStatus,
+    Channel,
+    Contact,
+    ContactSource,
+    ContactStatus,
+    IpRule,
+    Location,
+    Membership,
+    Role,
+    SmsDirection,
+    SmsIntent,
+    SmsMessage,
+    SmsStatus,
+    StaffUser,
+    Task,
+    TaskPriority,
+    TaskStatus,
+    Touchpoint,
+    TouchpointKind,
+)
+from crm_domain.errors import NotFound, ValidationError
+from crm_domain.policies import default_permissions
+from crm_domain.ports.clock import Clock, IdFactory
+from crm_domain.ports.gateway import DatabaseGateway
+from crm_domain.queries import ContactQuery
+from crm_domain.values import parse_phone
+
+DEMO_SEED = 20_240_601
+DEMO_CIDRS = ("127.0.0.0/8", "::1/128")
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class DemoLocation:
+    """A demo location and its front-desk number."""
+
+    code: str
+    name: str
+    timezone: str
+    phone: str
+
+
+DEMO_LOCATIONS = (
+    DemoLocation(
+        code="sydney",
+        name="Avatar Imaging Sydney",
+        timezone="Australia/Sydney",
+        phone="+61292000000",
+    ),
+    DemoLocation(
+        code="melbourne",
+        name="Avatar Imaging Melbourne",
+        timezone="Australia/Melbourne",
+        phone="+61390000000",
+    ),
+)
+
+#: email → {location code: role}, as CONTRACT.md lists them.
+DEMO_USERS: dict[str, tuple[str, dict[str, Role]]] = {
+    "owner@avatar-imaging.example": (
+        "Olivia Owner",
+        {"sydney": Role.ADMIN, "melbourne": Role.ADMIN},
+    ),
+    "reception.sydney@avatar-imaging.example": ("Riley Reception", {"sydney": Role.RECEPTIONIST}),
+    "doctor.melbourne@avatar-imaging.example": ("Dr Morgan Medic", {"melbourne": Role.DOCTOR}),
+    "auditor@avatar-imaging.example": ("Avery Auditor", {"sydney": Role.READONLY}),
+}
+
+_FIRST = [
+    "Olivia",
+    "Noah",
+    "Charlotte",
+    "Oliver",
+    "Amelia",
+    "Jack",
+    "Isla",
+    "William",
+    "Mia",
+    "Leo",
+    "Ava",
+    "Henry",
+    "Grace",
+    "Lucas",
+    "Chloe",
+    "Thomas",
+    "Zoe",
+    "James",
+    "Ruby",
+    "Ethan",
+    "Sophie",
+    "Harrison",
+    "Matilda",
+    "Archie",
+    "Ella",
+    "Hudson",
+    "Lily",
+    "Mason",
+    "Evie",
+    "Levi",
+    "Aria",
+    "Alexander",
+    "Willow",
+    "Hunter",
+    "Sienna",
+    "Charlie",
+    "Harper",
+    "Max",
+    "Ivy",
+    "Oscar",
+]
+_LAST = [
+    "Smith",
+    "Jones",
+    "Williams",
+    "Brown",
+    "Wilson",
+    "Taylor",
+    "Johnson",
+    "White",
+    "Martin",
+    "Anderson",
+    "Thompson",
+    "Nguyen",
+    "Thomas",
+    "Walker",
+    "Harris",
+    "Lee",
+    "Ryan",
+    "Robinson",
+    "Kelly",
+    "King",
+    "Davis",
+    "Wright",
+    "Evans",
+    "Roberts",
+    "Green",
+    "Hall",
+    "Wood",
+    "Jackson",
+    "Clarke",
+    "Patel",
+    "Khan",
+    "Lewis",
+    "James",
+    "Phillips",
+    "Mitchell",
+    "Chen",
+    "Wang",
+    "Singh",
+    "Tran",
+    "Scott",
+]
+_SERVICES = ("MRI", "CT", "X-ray", "Ultrasound", "Mammogram", "Bone density")
+_SOURCES = tuple(ContactSource)
+_STATUS_WEIGHTS = (
+    (ContactStatus.NEW, 30),
+    (ContactStatus.CONTACTED, 20),
+    (ContactStatus.QUALIFIED, 15),
+    (ContactStatus.BOOKED, 15),
+    (ContactStatus.PATIENT, 15),
+    (ContactStatus.LOST, 5),
+)
+_TASK_TITLES = (
+    "Call back about referral",
+    "Confirm booking by phone",
+    "Send preparation instructions",
+    "Follow up no-show",
+    "Request previous scans",
+    "Check Medicare eligibility",
+)
+_REPLIES = (
+    ("YES", SmsIntent.CONFIRM),
+    ("Yes see you then", SmsIntent.CONFIRM),
+    ("Can't make it, please cancel", SmsIntent.CANCEL),
+    ("Could we move it to next week?", SmsIntent.RESCHEDULE),
+    ("STOP", SmsIntent.OPT_OUT),
+    ("Do I need to fast before the scan?", SmsIntent.QUESTION),
+)
+
+
+class SeededIds:
+    """ULID-shaped ids from a seeded generator: time-sortable, reproducible for one seed."""
+
+    _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._last = 0
+
+    def at(self, when: datetime) -> str:
+        """An id for something created at ``when`` (strictly above the previous one)."""
+        value = (int(when.timestamp() * 1000) << 80) | self._rng.getrandbits(80)
+        value = max(value, self._last + 1)
+        self._last = value
+        return "".join(self._ALPHABET[(value >> s) & 31] for s in range(125, -1, -5))
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class SeedReport:
+    """What a seed run created."""
+
+    locations: int = 0
+    users: int = 0
+    memberships: int = 0
+    ip_rules: int = 0
+    contacts: int = 0
+    touchpoints: int = 0
+    bookings: int = 0
+    tasks: int = 0
+    sms: int = 0
+
+
+async def seed_demo(
+    gateway: DatabaseGateway,
+    clock: Clock,
+    ids: IdFactory,
+    *,
+    contacts_per_location: int = 300,
+    seed: int = DEMO_SEED,
+) -> SeedReport:
+    """Create whatever part of the demo data is missing; return what was created."""
+    now = clock.now()
+    counts: dict[str, int] = {}
+
+    def bump(name: str, n: int = 1) -> None:
+        counts[name] = counts.get(name, 0) + n
+
+    locations: dict[str, Location] = {}
+    async with gateway.unit_of_work(None) as uow:
+        if not await uow.permissions.all():
+            for permission in default_permissions(clock, ids):
+                await uow.permissions.add(permission)
+        for spec in DEMO_LOCATIONS:
+            try:
+                locations[spec.code] = await uow.locations.get_by_code(spec.code)
+            except NotFound:
+                location = Location(
+                    id=ids.new_id(),
+                    code=spec.code,
+                    name=spec.name,
+                    timezone=spec.timezone,
+                    created_at=now,
+                )
+                await uow.locations.add(location)
+                locations[spec.code] = location
+                bump("locations")
+        for email, (name, roles) in DEMO_USERS.items():
+            try:
+                user = await uow.users.get_by_email(email)
+            except NotFound:
+                user = StaffUser(id=ids.new_id(), email=email, name=name, created_at=now)
+                await uow.users.add(user)
+                bump("users")
+            held = {m.location_id for m in await uow.memberships.for_user(user.id)}
+            for code, role in roles.items():
+                if locations[code].id in held:
+                    continue
+                await uow.memberships.add(
+                    Membership(
+                        id=ids.new_id(),
+                        user_id=user.id,
+                        location_id=locations[code].id,
+                        role=role,
+                        created_at=now,
+                    )
+                )
+                bump("memberships")
+        await uow.commit()
+
+    owner_id = await _user_id(gateway, "owner@avatar-imaging.example")
+    for index, spec in enumerate(DEMO_LOCATIONS):
+        location = locations[spec.code]
+        async with gateway.unit_of_work(location.id) as uow:
+            present = {r.cidr for r in await uow.ip_rules.active()}
+            for cidr in DEMO_CIDRS:
+                if cidr in present:
+                    continue
+                await uow.ip_rules.add(
+                    IpRule(
+                        id=ids.new_id(),
+                        tenant_id=location.id,
+                        cidr=cidr,
+                        description="demo: this machine",
+                        created_at=now,
+                        created_by="crm demo seed",
+                    )
+                )
+                bump("ip_rules")
+            await uow.commit()
+        async with gateway.unit_of_work(location.id) as uow:
+            has_contacts = await uow.contacts.count(ContactQuery(limit=1)) > 0
+        if not has_contacts:
+            made = await _seed_records(
+                gateway,
+                location,
+                spec,
+                owner_id,
+                now,
+                # Deterministic demo data, not security: a seeded PRNG is the point.
+                random.Random(seed + index),  # noqa: S311
+                contacts_per_location,
+            )
+            for name, n in made.items():
+                bump(name, n)
+    return SeedReport(**counts)
+
+
+async def _user_id(gateway: DatabaseGateway, email: str) -> str:
+    async with gateway.unit_of_work(None) as uow:
+        return (await uow.users.get_by_email(email)).id
+
+
+def _phone(rng: random.Random) -> str | None:
+    candidate = f"+614{rng.randrange(10_000_000, 99_999_999)}"
+    try:
+        return parse_phone(candidate)
+    except ValidationError:
+        return None
+
+
+async def _seed_records(
+    gateway: DatabaseGateway,
+    location: Location,
+    spec: DemoLocation,
+    owner_id: str,
+    now: datetime,
+    rng: random.Random,
+    how_many: int,
+) -> dict[str, int]:
+    start = now - timedelta(days=90)
+    # Creation times first, sorted, so ids (time-sortable) follow creation order.
+    moments = sorted(start + timedelta(seconds=rng.uniform(0, 90 * 86400)) for _ in range(how_many))
+    ids = SeededIds(rng)
+    contacts: list[Contact] = []
+    touchpoints: list[Touchpoint] = []
+    bookings: list[Booking] = []
+    tasks: list[Task] = []
+    messages: list[SmsMessage] = []
+    statuses, weights = zip(*_STATUS_WEIGHTS, strict=True)
+    for n, created in enumerate(moments):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        phone = _phone(rng) if rng.random() < 0.9 else None
+        email = (
+            f"{first}.{last}.{n}@example.com".lower() if rng.random() < 0.85 or not phone else None
+        )
+        status = rng.choices(statuses, weights)[0]
+        sms_opt_in = phone is not None and rng.random() < 0.7
+        contact = Contact(
+            id=ids.at(created),
+            tenant_id=location.id,
+            first_name=first,
+            last_name=last,
+            email=email,
+            phone=phone,
+            source=rng.choice(_SOURCES),
+            status=status,
+            warmness=rng.randrange(0, 101),
+            tags=rng.sample(
+                ("mri", "referral", "vip", "follow-up", "new-patient"), rng.randrange(3)
+            ),
+            email_opt_in=email is not None and rng.random() < 0.6,
+            sms_opt_in=sms_opt_in,
+            service_interest=rng.choice(_SERVICES),
+            created_at=created,
+            updated_at=created,
+        )
+        contacts.append(contact)
+        for k in range(rng.randrange(1, 5)):
+            when = created + timedelta(hours=rng.uniform(0, 24 * 10) * (k + 1))
+            if when > now:
+                continue
+            touchpoints.append(
+                Touchpoint(
+                    id=ids.at(when),
+                    tenant_id=location.id,
+                    contact_id=contact.id,
+                    kind=rng.choice(
+                        (
+                            TouchpointKind.AD_CLICK,
+                            TouchpointKind.PAGE_VIEW,
+                            TouchpointKind.FORM_SUBMIT,
+                            TouchpointKind.EMAIL_OPENED,
+                            TouchpointKind.CALL_INBOUND,
+                        )
+                    ),
+                    channel=rng.choice((Channel.WEB, Channel.EMAIL, Channel.PHONE, Channel.SOCIAL)),
+                    occurred_at=when,
+                    metadata={"utm_source": rng.choice(("facebook", "google", "instagram"))},
+                    created_at=when,
+                )
+            )
+        if status in (ContactStatus.BOOKED, ContactStatus.PATIENT) or rng.random() < 0.15:
+            starts = created + timedelta(days=rng.uniform(1, 30))
+            starts = starts.replace(minute=0, second=0, microsecond=0)
+            if starts < now:
+                booking_status = rng.choices(
+                    (BookingStatus.COMPLETED, BookingStatus.NO_SHOW, BookingStatus.CANCELLED),
+                    (75, 12, 13),
+                )[0]
+            else:
+                booking_status = rng.choice((BookingStatus.PENDING, BookingStatus.CONFIRMED))
+            booking = Booking(
+                id=ids.at(created + timedelta(minutes=5)),
+                tenant_id=location.id,
+                contact_id=contact.id,
+                service_type=contact.service_interest or "MRI",
+                starts_at=starts,
+                ends_at=starts + timedelta(minutes=45),
+                status=booking_status,
+                source="demo",
+                created_at=created + timedelta(minutes=5),
+                updated_at=created + timedelta(minutes=5),
+            )
+            bookings.append(booking)
+            if phone is not None and sms_opt_in:
+                sent = min(starts - timedelta(days=1), now)
+                messages.append(
+                    SmsMessage(
+                        id=ids.at(sent),
+                        tenant_id=location.id,
+                        contact_id=contact.id,
+                        direction=SmsDirection.OUTBOUND,
+                        from_number=spec.phone,
+                        to_number=phone,
+                        body=f"Reminder: your {booking.service_type} at {spec.name} is "
+                        f"{starts:%a %d %b %H:%M}. Reply YES to confirm.",
+                        status=SmsStatus.DELIVERED,
+                        provider="demo",
+                        booking_id=booking.id,
+                        created_at=sent,
+                        sent_at=sent,
+                    )
+                )
+                if rng.random() < 0.6:
+                    reply_at = sent + timedelta(minutes=rng.uniform(2, 240))
+                    if reply_at <= now:
+                        text, intent = rng.choice(_REPLIES)
+                        messages.append(
+                            SmsMessage(
+                                id=ids.at(reply_at),
+                                tenant_id=location.id,
+                                contact_id=contact.id,
+                                direction=SmsDirection.INBOUND,
+                                from_number=phone,
+                                to_number=spec.phone,
+                                body=text,
+                                status=SmsStatus.RECEIVED,
+                                provider="demo",
+                                intent=intent,
+                                intent_confidence=0.9,
+                                booking_id=booking.id,
+                                created_at=reply_at,
+                            )
+                        )
+        if rng.random() < 0.3:
+            task_created = created + timedelta(hours=1)
+            done = task_created < now - timedelta(days=7) and rng.random() < 0.6
+            tasks.append(
+                Task(
+                    id=ids.at(task_created),
+                    tenant_id=location.id,
+                    title=rng.choice(_TASK_TITLES),
+                    contact_id=contact.id,
+                    assignee_id=owner_id if rng.random() < 0.3 else None,
+                    status=TaskStatus.DONE
+                    if done
+                    else rng.choice((TaskStatus.OPEN, TaskStatus.IN_PROGRESS)),
+                    priority=rng.choice(tuple(TaskPriority)),
+                    due_at=task_created + timedelta(days=rng.randrange(1, 8)),
+                    completed_at=task_created + timedelta(days=1) if done else None,
+                    created_at=task_created,
+                    updated_at=task_created,
+                )
+            )
+    async with gateway.unit_of_work(location.id) as uow:
+        await uow.contacts.add_many(contacts)
+        await _add_all(uow.touchpoints, touchpoints)
+        await _add_all(uow.bookings, bookings)
+        await _add_all(uow.tasks, tasks)
+        await _add_all(uow.sms, messages)
+        await uow.commit()
+    return {
+        "contacts": len(contacts),
+        "touchpoints": len(touchpoints),
+        "bookings": len(bookings),
+        "tasks": len(tasks),
+        "sms": len(messages),
+    }
+
+
+async def _add_all(repository: object, entities: Sequence[object]) -> None:
+    add = repository.add
+    for entity in sorted(entities, key=lambda e: e.id):
+        await add(entity)
+
+
+__all__ = ["DEMO_CIDRS", "DEMO_LOCATIONS", "DEMO_USERS", "SeedReport", "seed_demo"]

@@ -1,0 +1,173 @@
+"""``CrmPlugin``: everything the CRM adds to a Litestar app, from one frozen config."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import attrs
+from crm_domain import __version__ as domain_version
+from crm_domain.context import Context
+from crm_domain.ports.ai import AIProvider
+from crm_domain.ports.clock import Clock, IdFactory
+from crm_domain.ports.gateway import DatabaseGateway
+from litestar import Litestar, Request, Router
+from litestar.config.app import AppConfig
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins import InitPluginProtocol
+from litestar.types import ControllerRouterHandler
+
+from crm_http_litestar.pipeline import (
+    STATE_KEY,
+    Authenticate,
+    RequestGate,
+    RequestState,
+    check_route_permissions,
+    rbac_guard,
+    request_state,
+)
+from crm_http_litestar.problems import exception_handlers
+from crm_http_litestar.runtime import CrmRuntime, open_runtime
+from crm_http_litestar.settings import Settings
+
+
+@attrs.frozen(kw_only=True)
+class CrmConfig:
+    """What the plugin needs: settings, plus ports to use instead of the configured ones (tests)."""
+
+    settings: Settings
+    gateway: DatabaseGateway | None = None
+    clock: Clock | None = None
+    ids: IdFactory | None = None
+    ai: AIProvider | None = None
+    #: Apply migrations when the app starts (``crm serve --demo`` does it before).
+    migrate_on_startup: bool = False
+    #: Extra route handlers (they go through the same pipeline and checks).
+    extra_routes: Sequence[ControllerRouterHandler] = ()
+
+
+def _provide_state(request: Request[Any, Any, Any]) -> RequestState:
+    return request_state(request)
+
+
+def _provide_ctx(request: Request[Any, Any, Any]) -> Context:
+    # Asking for ``ctx`` means the handler hands the request to a use case, which
+    # then writes the request's audit entry (DESIGN.md: exactly one per request).
+    return request_state(request).hand_to_service()
+
+
+def _provide_runtime(request: Request[Any, Any, Any]) -> CrmRuntime:
+    return request.app.state[STATE_KEY]  # type: ignore[no-any-return]
+
+
+def _provide_services(request: Request[Any, Any, Any]) -> Any:
+    return _provide_runtime(request).services
+
+
+class CrmPlugin(InitPluginProtocol):
+    """Adds lifespan, routes, the security pipeline, guards, problem details and OpenAPI."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: CrmConfig) -> None:
+        self.config = config
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Install the CRM into the app being built."""
+        from crm_http_litestar.routes import all_routes
+
+        settings = self.config.settings
+        app_config.route_handlers.extend(all_routes())
+        app_config.route_handlers.extend(self.config.extra_routes)
+        app_config.lifespan.append(self._lifespan)
+        app_config.on_startup.append(check_route_permissions)
+
+        middleware: list[Any] = [DefineMiddleware(RequestGate)]
+        if settings.rate_limit_per_minute > 0:
+            middleware.append(
+                RateLimitConfig(
+                    rate_limit=("minute", settings.rate_limit_per_minute),
+                    identifier_for_request=_rate_limit_key,
+                    exclude_opt_key="no_rate_limit",
+                    set_rate_limit_headers=True,
+                ).middleware
+            )
+        middleware.append(DefineMiddleware(Authenticate))
+        app_config.middleware = [*middleware, *app_config.middleware]
+        app_config.guards = [rbac_guard, *app_config.guards]
+        app_config.exception_handlers = {
+            **(app_config.exception_handlers or {}),
+            **exception_handlers(),
+        }
+        app_config.dependencies = {
+            **(app_config.dependencies or {}),
+            "ctx": Provide(_provide_ctx, sync_to_thread=False),
+            "pipeline": Provide(_provide_state, sync_to_thread=False),
+            "runtime": Provide(_provide_runtime, sync_to_thread=False),
+            "services": Provide(_provide_services, sync_to_thread=False),
+        }
+        app_config.request_max_body_size = settings.max_body_bytes
+        if settings.cors_origins:
+            app_config.cors_config = CORSConfig(allow_origins=list(settings.cors_origins))
+        app_config.openapi_config = OpenAPIConfig(
+            title="Avatar Imaging CRM API",
+            version=domain_version,
+            description=(
+                "Every /api route needs `Authorization: Bearer <token>` (from `crm token` or "
+                "`POST /auth/google`), a location you are a member of, and a client address "
+                "in that location's IP allowlist. Each operation names its permission. "
+                "Errors are RFC 9457 problem details."
+            ),
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
+            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
+            components=Components(
+                security_schemes={
+                    "session": SecurityScheme(
+                        type="http", scheme="bearer", bearer_format="JWT (HS256 session token)"
+                    )
+                }
+            ),
+            security=[{"session": []}],
+        )
+        return app_config
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        config = self.config
+        async with open_runtime(
+            config.settings,
+            gateway=config.gateway,
+            clock=config.clock,
+            ids=config.ids,
+            ai=config.ai,
+            migrate_first=config.migrate_on_startup,
+        ) as runtime:
+            app.state[STATE_KEY] = runtime
+            worker = None
+            if config.settings.run_worker:
+                from crm_http_litestar.worker import start_in_process_worker
+
+                worker = await start_in_process_worker(runtime)
+            try:
+                yield
+            finally:
+                if worker is not None:
+                    await worker.stop()
+                app.state.pop(STATE_KEY, None)
+
+
+def _rate_limit_key(request: Request[Any, Any, Any]) -> str:
+    state = request.scope["state"].get(STATE_KEY)  # type: ignore[typeddict-item]
+    address = getattr(state, "client_ip", None)
+    return address or "unknown"
+
+
+__all__ = ["CrmConfig", "CrmPlugin"]

@@ -1,0 +1,149 @@
+"""Everything a running server holds: the gateway, the services, caches and the audit recorder.
+
+Built by the app's lifespan from :class:`~crm_http_litestar.settings.Settings`
+(and reused by the CLI), so no engine, connection or task exists at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import attrs
+from crm_domain.clock import SystemClock, UlidFactory
+from crm_domain.plugins import load_ai, load_gateway
+from crm_domain.policies import GrantSource
+from crm_domain.ports.ai import AIProvider
+from crm_domain.ports.clock import Clock, IdFactory
+from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
+
+from crm_http_litestar.access import AccessResolver
+from crm_http_litestar.audit import GroupCommitAuditRecorder
+from crm_http_litestar.google import GoogleIdTokenVerifier
+from crm_http_litestar.sessions import SessionManager
+from crm_http_litestar.settings import Settings
+from crm_http_litestar.tokens import TokenCodec
+
+logger = logging.getLogger("crm_http_litestar")
+
+
+@attrs.define(kw_only=True)
+class CrmRuntime:
+    """The live objects behind one app (``app.state.crm``)."""
+
+    settings: Settings
+    gateway: DatabaseGateway
+    clock: Clock
+    ids: IdFactory
+    recorder: GroupCommitAuditRecorder
+    sessions: SessionManager
+    access: AccessResolver
+    grants: GrantSource
+    google: GoogleIdTokenVerifier
+    services: Any
+    ai: AIProvider | None = None
+
+
+def build_services(
+    gateway: DatabaseGateway,
+    clock: Clock,
+    ids: IdFactory,
+    ai: AIProvider | None,
+    recorder: GroupCommitAuditRecorder,
+) -> Any:
+    """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
+    try:
+        from crm_domain.bootstrap import bootstrap
+    except ImportError:  # TEMPORARY until the domain's bootstrap lands
+        return None
+
+    options: dict[str, Any] = {"clock": clock, "ids": ids, "audit_recorder": recorder}
+    if ai is not None:
+        options["ai"] = ai
+    return bootstrap(gateway, **options)
+
+
+def load_optional_ai(settings: Settings) -> AIProvider | None:
+    """The configured AI provider, or ``None`` when no ``crm.ai`` adapter is installed yet."""
+    try:
+        return load_ai(settings.ai_provider, settings.adapter_settings)
+    except Exception as exc:  # an AI provider is optional for the HTTP routes of this server
+        logger.warning("AI provider %r not available: %s", settings.ai_provider, exc)
+        return None
+
+
+async def migrate(gateway: DatabaseGateway) -> bool:
+    """Apply schema migrations if the gateway has any; ``False`` when it has none."""
+    if isinstance(gateway, SupportsMigrations):
+        await gateway.migrate()
+        return True
+    return False
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    gateway: DatabaseGateway | None = None,
+    clock: Clock | None = None,
+    ids: IdFactory | None = None,
+    ai: AIProvider | None = None,
+    migrate_first: bool = False,
+) -> AsyncIterator[CrmRuntime]:
+    """Open the gateway and wire everything; close it all on exit."""
+    secret = settings.require_secret()
+    clock = clock or SystemClock()
+    ids = ids or UlidFactory()
+    owned = gateway is None
+    gateway = gateway or load_gateway(settings.database_url)
+    try:
+        if migrate_first:
+            await migrate(gateway)
+        recorder = GroupCommitAuditRecorder(
+            gateway, max_batch=settings.audit_batch_size, max_queue=settings.audit_queue_size
+        )
+        codec = TokenCodec(
+            secret_key=secret, issuer=settings.token_issuer, audience=settings.token_audience
+        )
+        ai = ai or load_optional_ai(settings)
+        runtime = CrmRuntime(
+            settings=settings,
+            gateway=gateway,
+            clock=clock,
+            ids=ids,
+            recorder=recorder,
+            sessions=SessionManager(
+                gateway,
+                codec,
+                clock,
+                ids,
+                token_ttl=timedelta(seconds=settings.token_ttl),
+                idle_timeout=timedelta(seconds=settings.session_idle_timeout),
+            ),
+            access=AccessResolver(gateway, ttl_seconds=settings.access_cache_ttl),
+            grants=GrantSource(
+                gateway, clock, ttl=timedelta(seconds=min(60, settings.access_cache_ttl))
+            ),
+            google=GoogleIdTokenVerifier(
+                jwks_url=settings.google_jwks_url,
+                client_id=settings.google_client_id,
+                issuers=settings.google_issuers,
+                hosted_domains=settings.google_hosted_domains,
+            ),
+            services=build_services(gateway, clock, ids, ai, recorder),
+            ai=ai,
+        )
+        try:
+            yield runtime
+        finally:
+            await recorder.aclose()
+            await runtime.google.aclose()
+    finally:
+        if owned:
+            await gateway.close()
+
+
+__all__ = ["CrmRuntime", "build_services", "load_optional_ai", "migrate", "open_runtime"]
