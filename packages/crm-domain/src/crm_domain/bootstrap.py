@@ -1,0 +1,96 @@
+"""Wiring: one function that builds every use-case service from ports.
+
+As in cosmicpython's ``bootstrap.py``: the entry points (HTTP app, CLI, worker,
+tests, examples) call :func:`bootstrap` with real or fake adapters and get the
+services back.  Nothing is created at import time — no engine, no connection,
+no default unit of work.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from crm_domain.audit import AuditRecorder, DirectAuditRecorder
+from crm_domain.clock import SystemClock, UlidFactory
+from crm_domain.policies.rbac import Authorizer, GrantSource
+from crm_domain.ports.ai import AIProvider
+from crm_domain.ports.clock import Clock, IdFactory
+from crm_domain.ports.gateway import DatabaseGateway
+from crm_domain.ports.messaging import Mailer, SmsSender
+from crm_domain.ports.queue import QueueGateway
+from crm_domain.services import (
+    AccessService,
+    AuditService,
+    BookingService,
+    ContactService,
+    TaskService,
+)
+
+
+@attrs.frozen(kw_only=True)
+class Services:
+    """Every use-case service, and the ports they were built from."""
+
+    contacts: ContactService
+    bookings: BookingService
+    tasks: TaskService
+    access: AccessService
+    audit: AuditService
+    #: The RBAC check the services use; HTTP guards may ask it too.
+    authorizer: Authorizer
+    grants: GrantSource
+    audit_recorder: AuditRecorder
+    gateway: DatabaseGateway
+    clock: Clock
+    ids: IdFactory
+    ai: AIProvider | None = None
+    queue: QueueGateway | None = None
+    mailer: Mailer | None = None
+    sms: SmsSender | None = None
+
+
+def bootstrap(
+    gateway: DatabaseGateway,
+    *,
+    clock: Clock | None = None,
+    ids: IdFactory | None = None,
+    ai: AIProvider | None = None,
+    queue: QueueGateway | None = None,
+    mailer: Mailer | None = None,
+    sms: SmsSender | None = None,
+    audit_recorder: AuditRecorder | None = None,
+    prevent_booking_overlaps: bool = True,
+) -> Services:
+    """Build the services on ``gateway``.
+
+    Defaults: the system clock, ULID ids, and a :class:`DirectAuditRecorder`
+    (one commit per read's audit entry; the HTTP layer passes a group-commit
+    recorder).  ``ai``, ``queue``, ``mailer`` and ``sms`` are optional: the core
+    services work without them, and are handed on to the services that use them.
+    """
+    clock = clock or SystemClock()
+    ids = ids or UlidFactory()
+    recorder = audit_recorder or DirectAuditRecorder(gateway)
+    grants = GrantSource(gateway, clock)
+    authorizer = Authorizer(grants)
+    ports = (gateway, authorizer, recorder, clock, ids)
+    return Services(
+        contacts=ContactService(*ports, ai=ai),
+        bookings=BookingService(*ports, prevent_overlaps=prevent_booking_overlaps),
+        tasks=TaskService(*ports),
+        access=AccessService(*ports),
+        audit=AuditService(*ports),
+        authorizer=authorizer,
+        grants=grants,
+        audit_recorder=recorder,
+        gateway=gateway,
+        clock=clock,
+        ids=ids,
+        ai=ai,
+        queue=queue,
+        mailer=mailer,
+        sms=sms,
+    )
+
+
+__all__ = ["Services", "bootstrap"]

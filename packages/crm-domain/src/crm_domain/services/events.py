@@ -1,0 +1,38 @@
+"""Names of the domain events the services emit (past tense).
+
+Payloads hold ids and non-PHI facts (status, source, warmness, times); a
+consumer that needs more loads the aggregate by id.  Every payload also
+carries ``actor_user_id`` and ``request_id``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class EventName(enum.StrEnum):
+    """Every event a core service emits; ``DomainEvent.name`` is the value."""
+
+    CONTACT_CREATED = "ContactCreated"
+    CONTACT_UPDATED = "ContactUpdated"
+    CONTACT_DELETED = "ContactDeleted"
+    TOUCHPOINT_ADDED = "TouchpointAdded"
+    BOOKING_CREATED = "BookingCreated"
+    BOOKING_RESCHEDULED = "BookingRescheduled"
+    BOOKING_CONFIRMED = "BookingConfirmed"
+    BOOKING_CANCELLED = "BookingCancelled"
+    BOOKING_MARKED_NO_SHOW = "BookingMarkedNoShow"
+    BOOKING_COMPLETED = "BookingCompleted"
+    TASK_CREATED = "TaskCreated"
+    TASK_UPDATED = "TaskUpdated"
+    TASK_COMPLETED = "TaskCompleted"
+    TASK_DELETED = "TaskDeleted"
+    LOCATION_CREATED = "LocationCreated"
+    LOCATION_UPDATED = "LocationUpdated"
+    MEMBERSHIP_GRANTED = "MembershipGranted"
+    MEMBERSHIP_DEACTIVATED = "MembershipDeactivated"
+    IP_RULE_ADDED = "IpRuleAdded"
+    IP_RULE_REMOVED = "IpRuleRemoved"
+
+
+__all__ = ["EventName"]
