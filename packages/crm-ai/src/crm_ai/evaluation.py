@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import anyio
 import attrs
-
 from crm_domain.entities import SmsIntent
 from crm_domain.plugins import load_ai
 from crm_domain.ports.ai import AIProvider, WarmnessBand
@@ -186,7 +185,9 @@ async def _main(provider_name: str, splits: Sequence[Split], show_errors: bool) 
                 print("HELD-OUT TARGETS MISSED: " + "; ".join(failed))
                 status = 1
             else:
-                print("Held-out targets met: " + ", ".join(f"{k} >= {v}" for k, v in TARGETS.items()))
+                print(
+                    "Held-out targets met: " + ", ".join(f"{k} >= {v}" for k, v in TARGETS.items())
+                )
             print()
     aclose = getattr(provider, "aclose", None)
     if aclose is not None:
