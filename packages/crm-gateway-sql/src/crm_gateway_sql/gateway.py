@@ -1,0 +1,329 @@
+"""The SQL :class:`~crm_domain.ports.gateway.DatabaseGateway` and its entry-point factories.
+
+``create_gateway("sqlite+aiosqlite:///crm.db")`` or
+``create_gateway("postgresql+asyncpg://user@host/db")`` — found through the
+``crm.gateways`` entry points by URL scheme, so ``crm_domain`` never imports
+this package.  Nothing connects until the first unit of work runs a statement.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import sqlalchemy as sa
+from crm_domain.entities import (
+    AutomationRule,
+    Booking,
+    CampaignDelivery,
+    Contact,
+    EmailCampaign,
+    IpRule,
+    Location,
+    Membership,
+    SmsMessage,
+    StaffUser,
+    Task,
+    Touchpoint,
+)
+from crm_domain.errors import Unavailable, ValidationError
+from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
+from crm_domain.queries import (
+    AutomationQuery,
+    CampaignQuery,
+    DeliveryQuery,
+    SmsQuery,
+    TaskQuery,
+    TouchpointQuery,
+)
+
+from crm_gateway_sql import repositories as repo
+from crm_gateway_sql import schema
+from crm_gateway_sql.postgres import DEFAULT_APP_ROLE, PostgresDatabase
+from crm_gateway_sql.session import SqlSession
+from crm_gateway_sql.sqlite import SqliteDatabase
+
+
+class SqlUnitOfWork:
+    """One transaction over every repository; rolls back unless committed."""
+
+    def __init__(self, session: SqlSession, tenant_id: str | None) -> None:
+        self.tenant_id = tenant_id
+        self.session = session
+        self._finished = False
+        self._locations = repo.LocationRepository(self, Location, schema.locations, "location")
+        self._users = repo.UserRepository(self, StaffUser, schema.staff_users, "user")
+        self._memberships = repo.MembershipRepository(
+            self, Membership, schema.user_permissions, "membership"
+        )
+        self._permissions = repo.PermissionRepository(self)
+        self._sessions = repo.SessionRepository(self)
+        self._webhook_receipts = repo.WebhookReceiptRepository(self)
+        self._ip_rules = repo.IpRuleRepository(self, IpRule, schema.ip_whitelist, "IP rule")
+        self._contacts = repo.ContactRepository(self, Contact, schema.contacts, "contact")
+        self._touchpoints: repo.CrudRepository[Touchpoint, TouchpointQuery] = repo.CrudRepository(
+            self, Touchpoint, schema.touchpoints, "touchpoint"
+        )
+        self._bookings = repo.BookingRepository(self, Booking, schema.bookings, "booking")
+        self._tasks: repo.CrudRepository[Task, TaskQuery] = repo.CrudRepository(
+            self, Task, schema.tasks, "task"
+        )
+        self._sms: repo.CrudRepository[SmsMessage, SmsQuery] = repo.CrudRepository(
+            self, SmsMessage, schema.sms_messages, "SMS message"
+        )
+        self._campaigns: repo.CrudRepository[EmailCampaign, CampaignQuery] = repo.CrudRepository(
+            self, EmailCampaign, schema.email_campaigns, "campaign"
+        )
+        self._deliveries: repo.CrudRepository[CampaignDelivery, DeliveryQuery] = (
+            repo.CrudRepository(self, CampaignDelivery, schema.campaign_deliveries, "delivery")
+        )
+        self._automations: repo.CrudRepository[AutomationRule, AutomationQuery] = (
+            repo.CrudRepository(self, AutomationRule, schema.automation_rules, "automation rule")
+        )
+        self._idempotency = repo.IdempotencyRepository(self)
+        self._audit = repo.AuditRepository(self)
+        self._analytics = repo.AnalyticsRepository(self)
+        self._outbox = repo.OutboxRepository(self)
+
+    @property
+    def locations(self) -> repo.LocationRepository:
+        """Locations (global)."""
+        return self._locations
+
+    @property
+    def users(self) -> repo.UserRepository:
+        """Staff users (global)."""
+        return self._users
+
+    @property
+    def memberships(self) -> repo.MembershipRepository:
+        """Memberships (global)."""
+        return self._memberships
+
+    @property
+    def permissions(self) -> repo.PermissionRepository:
+        """Role grants (global)."""
+        return self._permissions
+
+    @property
+    def sessions(self) -> repo.SessionRepository:
+        """Sessions (global)."""
+        return self._sessions
+
+    @property
+    def webhook_receipts(self) -> repo.WebhookReceiptRepository:
+        """Processed webhook events (global)."""
+        return self._webhook_receipts
+
+    @property
+    def ip_rules(self) -> repo.IpRuleRepository:
+        """The location's IP allowlist."""
+        return self._ip_rules
+
+    @property
+    def contacts(self) -> repo.ContactRepository:
+        """The location's contacts."""
+        return self._contacts
+
+    @property
+    def touchpoints(self) -> repo.CrudRepository[Touchpoint, TouchpointQuery]:
+        """The location's touchpoints."""
+        return self._touchpoints
+
+    @property
+    def bookings(self) -> repo.BookingRepository:
+        """The location's bookings."""
+        return self._bookings
+
+    @property
+    def tasks(self) -> repo.CrudRepository[Task, TaskQuery]:
+        """The location's tasks."""
+        return self._tasks
+
+    @property
+    def sms(self) -> repo.CrudRepository[SmsMessage, SmsQuery]:
+        """The location's SMS messages."""
+        return self._sms
+
+    @property
+    def campaigns(self) -> repo.CrudRepository[EmailCampaign, CampaignQuery]:
+        """The location's email campaigns."""
+        return self._campaigns
+
+    @property
+    def deliveries(self) -> repo.CrudRepository[CampaignDelivery, DeliveryQuery]:
+        """The location's campaign deliveries."""
+        return self._deliveries
+
+    @property
+    def automations(self) -> repo.CrudRepository[AutomationRule, AutomationQuery]:
+        """The location's automation rules."""
+        return self._automations
+
+    @property
+    def idempotency(self) -> repo.IdempotencyRepository:
+        """Stored idempotent answers of the location."""
+        return self._idempotency
+
+    @property
+    def audit(self) -> repo.AuditRepository:
+        """The location's audit chain (the system chain when unbound)."""
+        return self._audit
+
+    @property
+    def analytics(self) -> repo.AnalyticsRepository:
+        """Report aggregates of the location."""
+        return self._analytics
+
+    @property
+    def outbox(self) -> repo.OutboxRepository:
+        """The transactional outbox."""
+        return self._outbox
+
+    async def commit(self) -> None:
+        """Make every change durable, atomically."""
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        """Discard every change."""
+        await self.session.rollback()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.rollback()
+
+
+class SqlGateway:
+    """The gateway over SQLite (stdlib driver) or PostgreSQL (asyncpg)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite: SqliteDatabase | None = None,
+        postgres: PostgresDatabase | None = None,
+    ) -> None:
+        self.url = url
+        self._sqlite = sqlite
+        self._postgres = postgres
+        self._closed = False
+
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return "sqlite" if self._sqlite is not None else "postgresql"
+
+    def unit_of_work(self, tenant_id: str | None = None) -> SqlUnitOfWork:
+        """Open a unit of work bound to ``tenant_id`` (or to no location)."""
+        if self._closed:
+            raise Unavailable("the SQL gateway is closed")
+        if self._sqlite is not None:
+            return SqlUnitOfWork(self._sqlite.session(), tenant_id)
+        assert self._postgres is not None
+        return SqlUnitOfWork(self._postgres.session(tenant_id), tenant_id)
+
+    async def migrate(self) -> None:
+        """Apply every pending Alembic migration (idempotent)."""
+        from crm_gateway_sql.migrate import upgrade
+
+        await upgrade(self)
+
+    @property
+    def sqlite_database(self) -> SqliteDatabase | None:
+        """The SQLite database, when this gateway runs on SQLite."""
+        return self._sqlite
+
+    @property
+    def postgres_database(self) -> PostgresDatabase | None:
+        """The PostgreSQL database, when this gateway runs on PostgreSQL."""
+        return self._postgres
+
+    async def close(self) -> None:
+        """Release connections; the gateway refuses further units of work."""
+        self._closed = True
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._postgres is not None:
+            await self._postgres.close()
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite[+driver]:///path`` URL (``:memory:`` when none)."""
+    parsed = sa.make_url(url)
+    return parsed.database or ":memory:"
+
+
+def create_sqlite_gateway(url: str, **options: Any) -> SqlGateway:
+    """Entry-point factory for ``sqlite+aiosqlite://`` (and ``sqlite://``) URLs.
+
+    Options: ``busy_timeout`` (seconds, default 5).  The URL names the
+    aiosqlite driver for compatibility with SQLAlchemy URLs; statements run
+    through the stdlib driver (see :mod:`crm_gateway_sql.sqlite`).
+    """
+    if not url.lower().startswith("sqlite"):
+        raise ValidationError("CRM_DATABASE_URL", f"not a SQLite URL: {url!r}")
+    busy_timeout = float(options.pop("busy_timeout", 5.0))
+    if options:
+        raise ValidationError("options", f"unknown options {sorted(options)}")
+    return SqlGateway(url, sqlite=SqliteDatabase(sqlite_path(url), busy_timeout=busy_timeout))
+
+
+def create_postgres_gateway(url: str, **options: Any) -> SqlGateway:
+    """Entry-point factory for ``postgresql+asyncpg://`` URLs.
+
+    Options: ``app_role`` (default ``crm_app``; ``None`` to not switch role),
+    ``pool_size`` (10), ``connect_timeout`` (5 s), ``command_timeout`` (30 s).
+    """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if not url.lower().startswith("postgresql"):
+        raise ValidationError("CRM_DATABASE_URL", f"not a PostgreSQL URL: {url!r}")
+    app_role = options.pop("app_role", DEFAULT_APP_ROLE)
+    pool_size = int(options.pop("pool_size", 10))
+    connect_timeout = float(options.pop("connect_timeout", 5.0))
+    command_timeout = float(options.pop("command_timeout", 30.0))
+    if options:
+        raise ValidationError("options", f"unknown options {sorted(options)}")
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    engine = create_async_engine(
+        parsed,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
+    )
+    return SqlGateway(url, postgres=PostgresDatabase(engine, app_role=app_role))
+
+
+def create_gateway(url: str, **options: Any) -> SqlGateway:
+    """Build the gateway for a SQLite or PostgreSQL URL."""
+    if url.lower().startswith("sqlite"):
+        return create_sqlite_gateway(url, **options)
+    return create_postgres_gateway(url, **options)
+
+
+__all__ = [
+    "SqlGateway",
+    "SqlUnitOfWork",
+    "create_gateway",
+    "create_postgres_gateway",
+    "create_sqlite_gateway",
+    "sqlite_path",
+]
+
+
+if TYPE_CHECKING:  # mypy proves the classes satisfy the ports structurally
+
+    def _is_gateway(gateway: SqlGateway) -> DatabaseGateway:
+        return gateway
+
+    def _is_uow(uow: SqlUnitOfWork) -> UnitOfWork:
+        return uow

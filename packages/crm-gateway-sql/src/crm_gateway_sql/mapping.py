@@ -1,0 +1,258 @@
+"""Rows ⇄ entities, with no connection involved (public and stable; D1 reuses it).
+
+A row is a plain ``dict`` of column name to a primitive (``str``, ``int``,
+``float``, ``bool`` or ``None``) as described in :mod:`crm_gateway_sql.schema`:
+timestamps are microseconds since the epoch, dates ISO text, nested values JSON
+text.  Because the primitives are the same on every engine, the SQLite driver,
+asyncpg and D1's JSON API all take and give them unchanged.
+
+The conversion rules live in one cattrs ``Converter`` built by
+:func:`make_sql_converter` (never cattrs' global converter).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar, cast
+
+import attrs
+import cattrs
+import sqlalchemy as sa
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from crm_domain.entities import (
+    AuditEntry,
+    AutomationRule,
+    Booking,
+    CampaignDelivery,
+    Contact,
+    DomainEvent,
+    EmailCampaign,
+    IdempotencyRecord,
+    IpRule,
+    Location,
+    Membership,
+    OutboxMessage,
+    OutboxStatus,
+    Permission,
+    Session,
+    SmsMessage,
+    StaffUser,
+    Task,
+    Touchpoint,
+    WebhookReceipt,
+)
+
+from crm_gateway_sql import schema
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def to_micros(value: datetime) -> int:
+    """An aware datetime as integer microseconds since the Unix epoch (exact)."""
+    return (value - _EPOCH) // _MICRO
+
+
+def from_micros(value: int) -> datetime:
+    """Integer microseconds since the epoch as an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+#: Entity fields stored as JSON text, per entity class.
+_JSON_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    Location: ("settings",),
+    Permission: ("conditions",),
+    Membership: ("custom_permissions",),
+    Contact: ("warmness_reasons", "tags"),
+    Touchpoint: ("metadata",),
+    EmailCampaign: ("audience",),
+    AutomationRule: ("conditions", "actions"),
+}
+
+#: The table each entity is stored in.
+TABLES: dict[type[Any], sa.Table] = {
+    Location: schema.locations,
+    StaffUser: schema.staff_users,
+    Permission: schema.permissions,
+    Membership: schema.user_permissions,
+    Session: schema.sessions,
+    WebhookReceipt: schema.processed_webhook_events,
+    IpRule: schema.ip_whitelist,
+    Contact: schema.contacts,
+    Touchpoint: schema.touchpoints,
+    Booking: schema.bookings,
+    Task: schema.tasks,
+    SmsMessage: schema.sms_messages,
+    EmailCampaign: schema.email_campaigns,
+    CampaignDelivery: schema.campaign_deliveries,
+    AutomationRule: schema.automation_rules,
+    IdempotencyRecord: schema.idempotency_keys,
+    AuditEntry: schema.hipaa_audit_log,
+}
+
+
+#: ``(x_scope, x_id)`` column pairs of same-location references that are set
+#: NULL on delete (see ``schema._scoped_set_null``), per entity class.
+_SCOPES: dict[type[Any], tuple[tuple[str, str], ...]] = {
+    cls: tuple(
+        (c.name, c.name.removesuffix("_scope") + "_id")
+        for c in table.columns
+        if c.name.endswith("_scope")
+    )
+    for cls, table in TABLES.items()
+}
+
+
+def make_sql_converter() -> cattrs.Converter:
+    """The converter between entities and SQL rows (see the module docstring).
+
+    ``prefer_attrib_converters`` lets the entities' own converters coerce enum
+    text, and detailed validation is off: rows come from our own tables, and
+    the entities' validators still run on construction.
+    """
+    conv = cattrs.Converter(prefer_attrib_converters=True, detailed_validation=False)
+    # Nested values go through a plain converter into JSON-compatible data.
+    # (Not preferring attrs converters here: ``converter=tuple`` fields hold nested classes.)
+    nested = cattrs.Converter()
+    # A rule condition's value is any JSON scalar: keep it as stored.
+    nested.register_structure_hook(str | int | float | bool | None, lambda v, _t: v)
+
+    # Enum members are stored as their plain value (drivers want exact ``str``).
+    # (StrEnum is registered itself: ``str`` comes before ``Enum`` in its MRO.)
+    for c in (conv, nested):
+        c.register_unstructure_hook(enum.Enum, _enum_value)
+        c.register_unstructure_hook(enum.StrEnum, _enum_value)
+    conv.register_unstructure_hook(datetime, to_micros)
+    conv.register_structure_hook(datetime, lambda v, _t: from_micros(v))
+    conv.register_unstructure_hook(date, date.isoformat)
+    conv.register_structure_hook(date, lambda v, _t: date.fromisoformat(v))
+    conv.register_structure_hook(bool, lambda v, _t: bool(v))
+
+    for cls, fields in _JSON_FIELDS.items():
+        hints = attrs.resolve_types(cls)
+        types = {a.name: a.type for a in attrs.fields(hints)}
+        un_overrides = {
+            name: override(unstruct_hook=_json_dumper(nested, types[name])) for name in fields
+        }
+        st_overrides = {
+            name: override(struct_hook=_json_loader(nested, types[name])) for name in fields
+        }
+        # (cattrs types ``**kwargs`` overrides loosely; the calls are as documented.)
+        make_un: Any = make_dict_unstructure_fn
+        make_st: Any = make_dict_structure_fn
+        conv.register_unstructure_hook(cls, make_un(cls, conv, **un_overrides))
+        conv.register_structure_hook(cls, make_st(cls, conv, **st_overrides))
+    return conv
+
+
+def _enum_value(value: enum.Enum) -> Any:
+    return value.value
+
+
+def _json_dumper(nested: cattrs.Converter, kind: Any) -> Callable[[Any], str]:
+    def dump(value: Any) -> str:
+        return _dumps(nested.unstructure(value, unstructure_as=kind))
+
+    return dump
+
+
+def _json_loader(nested: cattrs.Converter, kind: Any) -> Callable[[Any, Any], Any]:
+    def load(value: Any, _t: Any) -> Any:
+        return nested.structure(json.loads(value), kind)
+
+    return load
+
+
+_converter = make_sql_converter()
+
+
+def to_row(entity: Any) -> dict[str, Any]:
+    """The row storing ``entity`` in its table (see :data:`TABLES`)."""
+    row = cast("dict[str, Any]", _converter.unstructure(entity))
+    for scope, ref in _SCOPES.get(type(entity), ()):
+        row[scope] = None if row[ref] is None else row["tenant_id"]
+    if isinstance(entity, IpRule):
+        row["ip_version"] = entity.ip_version
+    elif isinstance(entity, AuditEntry):
+        row["chain"] = chain_key(entity.tenant_id)
+    return row
+
+
+def from_row(cls: type[T], row: Mapping[str, Any]) -> T:
+    """Build an entity of ``cls`` from a row (extra columns are ignored)."""
+    return _converter.structure(row, cls)
+
+
+def chain_key(tenant_id: str | None) -> str:
+    """The audit chain column value: the tenant id, or ``""`` for the system chain."""
+    return tenant_id or ""
+
+
+def outbox_row(message: OutboxMessage) -> dict[str, Any]:
+    """The outbox row of a message (the event's fields flattened beside its state)."""
+    event = message.event
+    return {
+        "event_id": event.id,
+        "tenant_id": event.tenant_id,
+        "name": event.name,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "payload": _dumps(event.payload),
+        "occurred_at": to_micros(event.occurred_at),
+        "status": message.status.value,
+        "attempts": message.attempts,
+        "available_at": to_micros(message.available_at),
+        "claimed_until": (
+            None if message.claimed_until is None else to_micros(message.claimed_until)
+        ),
+        "last_error": message.last_error,
+    }
+
+
+def outbox_from_row(row: Mapping[str, Any]) -> OutboxMessage:
+    """The message stored in an outbox row."""
+    claimed = row["claimed_until"]
+    return OutboxMessage(
+        event=DomainEvent(
+            id=row["event_id"],
+            tenant_id=row["tenant_id"],
+            name=row["name"],
+            aggregate_type=row["aggregate_type"],
+            aggregate_id=row["aggregate_id"],
+            payload=json.loads(row["payload"]),
+            occurred_at=from_micros(row["occurred_at"]),
+        ),
+        status=OutboxStatus(row["status"]),
+        attempts=row["attempts"],
+        available_at=from_micros(row["available_at"]),
+        claimed_until=None if claimed is None else from_micros(claimed),
+        last_error=row["last_error"],
+    )
+
+
+def column_names(table: sa.Table) -> tuple[str, ...]:
+    """The table's column names in declaration order (the order of ``SELECT *``)."""
+    return tuple(c.name for c in table.columns)
+
+
+__all__ = [
+    "TABLES",
+    "chain_key",
+    "column_names",
+    "from_micros",
+    "from_row",
+    "make_sql_converter",
+    "outbox_from_row",
+    "outbox_row",
+    "to_micros",
+    "to_row",
+]

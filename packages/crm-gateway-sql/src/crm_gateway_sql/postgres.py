@@ -1,0 +1,231 @@
+"""PostgreSQL engine: SQLAlchemy Core's async engine over asyncpg, with row-level security.
+
+Each unit of work runs in one transaction whose first statement is::
+
+    SELECT set_config('role', :app_role, true),
+           set_config('crm.tenant_id', :tenant, true),
+           set_config('crm.scope', :scope, true)
+
+i.e. ``SET LOCAL ROLE`` to the application role (which owns no table, so RLS
+applies to it) and ``SET LOCAL`` of the bound location.  The policies created
+by the baseline migration compare ``tenant_id`` with
+``current_setting('crm.tenant_id', true)``: with nothing set that is ``NULL``
+and every comparison fails — closed by default.  ``crm.scope = 'system'``
+(a unit of work bound to no location) additionally reaches what the port gives
+such a unit of work: the outbox of every location (the consumer) and the
+system audit chain.
+
+Every write runs under a savepoint so that a refused statement (a duplicate
+key, a bad reference) raises its domain error and leaves the unit of work
+usable, as the in-memory reference gateway does; PostgreSQL would otherwise
+abort the whole transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+from crm_gateway_sql.errors import DRIVER_ERRORS, from_postgres
+from crm_gateway_sql.session import Row
+from crm_gateway_sql.statements import Statement
+
+#: The role units of work act as; created by the baseline migration.
+DEFAULT_APP_ROLE = "crm_app"
+
+_SETUP = sa.text(
+    "SELECT set_config('role', :role, true), set_config('crm.tenant_id', :tenant, true), "
+    "set_config('crm.scope', :scope, true)"
+)
+_SETUP_NO_ROLE = sa.text(
+    "SELECT set_config('crm.tenant_id', :tenant, true), set_config('crm.scope', :scope, true)"
+)
+_CHAIN_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended('crm.audit:' || :chain, 0))")
+
+
+class PostgresDatabase:
+    """An async engine and the settings every unit of work applies."""
+
+    def __init__(self, engine: AsyncEngine, *, app_role: str | None = DEFAULT_APP_ROLE) -> None:
+        self.engine = engine
+        self.app_role = app_role
+
+    def session(self, tenant_id: str | None) -> PostgresSession:
+        """A session for one unit of work bound to ``tenant_id``."""
+        return PostgresSession(self, tenant_id)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+class PostgresSession:
+    """A unit of work's transaction on PostgreSQL."""
+
+    dialect_name = "postgresql"
+
+    def __init__(self, db: PostgresDatabase, tenant_id: str | None) -> None:
+        self._db = db
+        self._tenant_id = tenant_id
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+        self._savepoints: dict[str, AsyncTransaction] = {}
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is not None:
+            return self._conn
+        try:
+            conn = await self._db.engine.connect()
+        except DRIVER_ERRORS as exc:
+            raise from_postgres(exc) from exc
+        try:
+            self._tx = await conn.begin()
+            params = {
+                "tenant": self._tenant_id or "",
+                "scope": "tenant" if self._tenant_id is not None else "system",
+            }
+            if self._db.app_role:
+                await conn.execute(_SETUP, {"role": self._db.app_role, **params})
+            else:
+                await conn.execute(_SETUP_NO_ROLE, params)
+        except DRIVER_ERRORS as exc:
+            await conn.close()
+            raise from_postgres(exc) from exc
+        self._conn = conn
+        return conn
+
+    async def fetch(self, statement: Statement) -> list[Row]:
+        """Run a statement and return its rows as dicts."""
+        conn = await self._connection()
+        try:
+            if statement.write:
+                async with conn.begin_nested():
+                    result = await conn.execute(statement.clause, statement.params)
+                    rows = result.mappings().all()
+            else:
+                result = await conn.execute(statement.clause, statement.params)
+                rows = result.mappings().all()
+        except DRIVER_ERRORS as exc:
+            raise from_postgres(exc, statement) from exc
+        return [dict(r) for r in rows]
+
+    async def execute(self, statement: Statement) -> int:
+        """Run a statement; return the number of rows it changed."""
+        conn = await self._connection()
+        try:
+            if statement.write:
+                async with conn.begin_nested():
+                    result = await conn.execute(statement.clause, statement.params)
+            else:
+                result = await conn.execute(statement.clause, statement.params)
+        except DRIVER_ERRORS as exc:
+            raise from_postgres(exc, statement) from exc
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """``executemany`` (SQLAlchemy batches it with insertmanyvalues)."""
+        if not rows:
+            return
+        conn = await self._connection()
+        try:
+            async with conn.begin_nested():
+                await conn.execute(statement.clause, [dict(r) for r in rows])
+        except DRIVER_ERRORS as exc:
+            raise from_postgres(exc, statement) from exc
+
+    async def bulk_insert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """``COPY`` the rows into a temporary table, then one ``INSERT … SELECT``.
+
+        PostgreSQL refuses ``COPY FROM`` into a table with row-level security,
+        so the rows are copied (binary, through asyncpg's
+        ``copy_records_to_table``) into an unindexed temporary table that drops
+        at commit, and moved with one set-based insert, which the RLS
+        ``WITH CHECK`` policy still checks row by row.
+        """
+        if not rows:
+            return
+        conn = await self._connection()
+        columns = [c.name for c in table.columns]
+        temp = f"crm_import_{table.name}"
+        statement = Statement(("insert", table.name), table.insert(), {}, True)
+        try:
+            async with conn.begin_nested():
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                await driver.execute(
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {temp} "
+                    f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                await driver.execute(f"TRUNCATE {temp}")
+                await driver.copy_records_to_table(
+                    temp, records=[tuple(r[c] for c in columns) for r in rows], columns=columns
+                )
+                cols = ", ".join(columns)
+                await driver.execute(
+                    f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp}"  # noqa: S608
+                )
+        except DRIVER_ERRORS as exc:
+            raise from_postgres(exc, statement) from exc
+        except Exception as exc:
+            # asyncpg raises its own exceptions when called directly.
+            if type(exc).__module__.startswith("asyncpg"):
+                raise from_postgres(exc, statement) from exc
+            raise
+
+    async def savepoint(self, name: str) -> None:
+        """Start a savepoint."""
+        conn = await self._connection()
+        self._savepoints[name] = await conn.begin_nested()
+
+    async def release_savepoint(self, name: str) -> None:
+        """Keep the work done since the savepoint."""
+        await self._savepoints.pop(name).commit()
+
+    async def rollback_to_savepoint(self, name: str) -> None:
+        """Undo the work done since the savepoint."""
+        await self._savepoints.pop(name).rollback()
+
+    async def lock_audit_chain(self, chain: str) -> None:
+        """``pg_advisory_xact_lock`` on the chain until the transaction ends."""
+        conn = await self._connection()
+        try:
+            await conn.execute(_CHAIN_LOCK, {"chain": chain})
+        except DRIVER_ERRORS as exc:
+            raise from_postgres(exc) from exc
+
+    async def commit(self) -> None:
+        """Commit and return the connection to the pool."""
+        if self._conn is None:
+            return
+        try:
+            assert self._tx is not None
+            await self._tx.commit()
+        except DRIVER_ERRORS as exc:
+            await self._discard()
+            raise from_postgres(exc) from exc
+        await self._discard()
+
+    async def rollback(self) -> None:
+        """Roll back and return the connection to the pool."""
+        if self._conn is None:
+            return
+        try:
+            if self._tx is not None and self._tx.is_active:
+                await self._tx.rollback()
+        except DRIVER_ERRORS:
+            pass  # the connection is gone; so is its transaction
+        await self._discard()
+
+    async def _discard(self) -> None:
+        conn, self._conn, self._tx = self._conn, None, None
+        self._savepoints.clear()
+        if conn is not None:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await conn.close()
+
+
+__all__ = ["DEFAULT_APP_ROLE", "PostgresDatabase", "PostgresSession"]
