@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from crm_gateway_d1.client import D1Client
+from crm_gateway_d1.client import D1Client, D1Statement
+from crm_gateway_d1.gateway import D1Gateway
 from crm_gateway_d1.local import LocalD1, LocalD1NotInstalled
 
 
@@ -42,3 +43,37 @@ async def d1_client(local_d1: LocalD1) -> AsyncIterator[D1Client]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture(scope="session")
+def d1_schema_ready(local_d1: LocalD1) -> LocalD1:
+    """The session's local D1 with the CRM schema applied once."""
+    import anyio
+
+    async def migrate() -> None:
+        gateway = D1Gateway(local_d1.client())
+        try:
+            await gateway.migrate()
+        finally:
+            await gateway.close()
+
+    anyio.run(migrate)
+    return local_d1
+
+
+@pytest.fixture
+async def d1_gateway(d1_schema_ready: LocalD1) -> AsyncIterator[D1Gateway]:
+    """A D1 gateway on an emptied database (every table cleared in one batch)."""
+    gateway = D1Gateway(d1_schema_ready.client())
+    await gateway.client.batch(wipe_statements())
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+
+
+def wipe_statements() -> list[D1Statement]:
+    """``DELETE FROM`` every table, children first (D1 enforces foreign keys)."""
+    from crm_gateway_sql.schema import metadata
+
+    return [D1Statement(f"DELETE FROM {t.name}") for t in reversed(metadata.sorted_tables)]

@@ -1,0 +1,121 @@
+"""The Cloudflare D1 :class:`~crm_domain.ports.gateway.DatabaseGateway`.
+
+``CRM_DATABASE_URL=d1://ACCOUNT_ID/DATABASE_ID`` selects it (entry point ``d1``
+in the ``crm.gateways`` group).  It reads ``CRM_D1_API_TOKEN`` (an API token
+with D1 edit permission) and ``CRM_D1_API_BASE`` (default
+``https://api.cloudflare.com/client/v4``; point it at a local D1 for
+development).  Units of work are described in :mod:`crm_gateway_d1.uow`.
+
+Migrations come from the same schema source as the SQL gateway
+(:mod:`crm_gateway_sql.schema`): :meth:`D1Gateway.migrate` compiles every table
+and index with the SQLite dialect as ``CREATE … IF NOT EXISTS`` and sends them
+in one atomic batch, so it is safe to run again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from crm_domain.errors import Unavailable, ValidationError
+from crm_gateway_sql import schema
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from crm_gateway_d1.client import D1Client, D1Statement
+from crm_gateway_d1.uow import ChainLocks, D1UnitOfWork
+
+if TYPE_CHECKING:
+    from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
+
+
+def schema_statements(metadata: sa.MetaData = schema.metadata) -> list[D1Statement]:
+    """``CREATE TABLE/INDEX IF NOT EXISTS`` for every table, parents first."""
+    dialect = sqlite_dialect.dialect()
+    out: list[D1Statement] = []
+    for table in metadata.sorted_tables:
+        out.append(
+            D1Statement(
+                str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
+            )
+        )
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            ddl = CreateIndex(index, if_not_exists=True).compile(dialect=dialect)
+            out.append(D1Statement(str(ddl).strip()))
+    return out
+
+
+class D1Gateway:
+    """Storage on one D1 database over Cloudflare's REST API."""
+
+    def __init__(self, client: D1Client) -> None:
+        self.client = client
+        self._closed = False
+        self._chain_locks = ChainLocks()
+
+    def unit_of_work(self, tenant_id: str | None = None) -> D1UnitOfWork:
+        """Open a unit of work bound to ``tenant_id`` (or to no location)."""
+        if self._closed:
+            raise Unavailable("the D1 gateway is closed")
+        return D1UnitOfWork(self.client, tenant_id, self._chain_locks)
+
+    async def migrate(self) -> None:
+        """Create every table and index that is missing, in one atomic batch."""
+        if self._closed:
+            raise Unavailable("the D1 gateway is closed")
+        await self.client.batch(schema_statements())
+
+    async def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._closed = True
+        await self.client.close()
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``d1://ACCOUNT_ID/DATABASE_ID`` → ``(account_id, database_id)``."""
+    parts = urlsplit(url)
+    database = parts.path.strip("/")
+    if parts.scheme.lower() != "d1" or not parts.netloc or not database or "/" in database:
+        raise ValidationError(
+            "CRM_DATABASE_URL", f"expected d1://ACCOUNT_ID/DATABASE_ID, got {url!r}"
+        )
+    return parts.netloc, database
+
+
+def create_gateway(url: str, **options: Any) -> D1Gateway:
+    """Entry-point factory for ``d1://`` (group ``crm.gateways``, name ``d1``).
+
+    Options: ``env`` (a mapping read instead of ``os.environ``), and the
+    :class:`~crm_gateway_d1.client.D1Client` options ``api_token``,
+    ``api_base``, ``timeout``, ``max_attempts``, ``backoff``, ``max_backoff``.
+    """
+    account, database = parse_url(url)
+    env: Mapping[str, str] = options.pop("env", None) or os.environ
+    known = {"api_token", "api_base", "timeout", "max_attempts", "backoff", "max_backoff"}
+    unknown = set(options) - known
+    if unknown:
+        raise ValidationError("options", f"unknown options {sorted(unknown)}")
+    token = options.pop("api_token", None) or env.get("CRM_D1_API_TOKEN", "")
+    base = options.pop("api_base", None) or env.get("CRM_D1_API_BASE", "")
+    client = D1Client.from_env(
+        account,
+        database,
+        {"CRM_D1_API_TOKEN": token, "CRM_D1_API_BASE": base},
+        **options,
+    )
+    return D1Gateway(client)
+
+
+__all__ = ["D1Gateway", "create_gateway", "parse_url", "schema_statements"]
+
+
+if TYPE_CHECKING:  # mypy proves the class satisfies the ports structurally
+
+    def _is_gateway(gateway: D1Gateway) -> DatabaseGateway:
+        return gateway
+
+    def _migrates(gateway: D1Gateway) -> SupportsMigrations:
+        return gateway
