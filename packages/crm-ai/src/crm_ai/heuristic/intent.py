@@ -86,7 +86,8 @@ _RESCHEDULE_RE = re.compile(
     r"\banything\s+(?:later|earlier|else|on|next|in)\b|\b(?:any|an)\s+(?:earlier|later)\b|"
     r"\bsomething\s+(?:next|later|earlier|else|after|before|on|in)\b|"
     r"\bwhat\s+about\b|\bhow\s+about\b|\b(?:is|are)\s+\w+(?:\s+\w+)?\s+(?:available|free)\b|"
-    r"\blater\s+in\s+the\b|\bcan\s+(?:i|we)\s+(?:come|do|make\s+it)\s+"
+    r"\blater\s+in\s+the\b|\b(?:could|can|shall)\s+(?:we|i|you)\s+(?:do|make\s+it|book|go\s+for|try)\s+"
+    r"(?:\w+\s+)?(?:mon|tue|wed|thu|fri|sat|sun|tomorrow|tmrw|next|the\s+\d|\d)|\bcan\s+(?:i|we)\s+(?:come|do|make\s+it)\s+"
     r"(?:at|on|in|tmrw|tomorrow|next|later|earlier|the)\b"
 )
 

@@ -36,29 +36,36 @@ _METRICS: tuple[tuple[str, Metric], ...] = (
     (r"bookings?|appointments?|appts?|scans?|visits?", Metric.BOOKINGS),
 )
 
+_GROUP_WORDS: tuple[tuple[str, Dimension], ...] = (
+    (r"(?:clinic|location|site|branch)(?:es|s)?", Dimension.LOCATION),
+    (r"(?:lead\s+)?(?:source|channel)s?", Dimension.SOURCE),
+    (r"(?:service|modality|modalities|scan\s+type|type|exam)s?", Dimension.SERVICE_TYPE),
+    (r"day", Dimension.DAY),
+    (r"week", Dimension.WEEK),
+    (r"month", Dimension.MONTH),
+)
+_GROUP_PREFIX = r"(?:by|per|each|every|for\s+each|across)\s+"
 _DIMENSIONS: tuple[tuple[str, Dimension], ...] = (
+    *(
+        # "by location", and the second of "by service and location"
+        (
+            _GROUP_PREFIX
+            + words
+            + r"|"
+            + _GROUP_PREFIX
+            + r"\w+(?:\s+\w+)?\s*(?:,|and|&)\s*"
+            + words,
+            dim,
+        )
+        for words, dim in _GROUP_WORDS
+    ),
     (
-        r"(?:by|per|each|every|across|for\s+each)\s+(?:clinic|location|site|branch)s?|"
-        r"(?:location|clinic|site)[\s-]?by[\s-]?(?:location|clinic|site)",
+        r"(?:location|clinic|site)[\s-]?by[\s-]?(?:location|clinic|site)|where\s+.*came\s+from",
         Dimension.LOCATION,
     ),
-    (
-        r"(?:by|per|each|every|for\s+each)\s+(?:lead\s+)?(?:source|channel)s?|where\s+.*came\s+from",
-        Dimension.SOURCE,
-    ),
-    (
-        r"(?:by|per|each|every|for\s+each)\s+(?:service|modality|scan\s+type|type|exam)s?",
-        Dimension.SERVICE_TYPE,
-    ),
-    (r"(?:by|per|each|every)\s+day|daily|day[\s-]by[\s-]day", Dimension.DAY),
-    (
-        r"(?:by|per|each|every)\s+week|weekly|week[\s-]by[\s-]week|week[\s-]on[\s-]week",
-        Dimension.WEEK,
-    ),
-    (
-        r"(?:by|per|each|every)\s+month|monthly|month[\s-]by[\s-]month|month[\s-]on[\s-]month",
-        Dimension.MONTH,
-    ),
+    (r"daily|day[\s-]by[\s-]day", Dimension.DAY),
+    (r"weekly|week[\s-](?:by|on)[\s-]week", Dimension.WEEK),
+    (r"monthly|month[\s-](?:by|on)[\s-]month", Dimension.MONTH),
 )
 
 #: Which dimensions each metric supports (``service_type`` is booking metrics only).
@@ -227,8 +234,9 @@ def parse(
     for pattern, dim in _DIMENSIONS:
         m = re.search(r"\b(?:" + pattern + r")\b", low)
         if m:
-            dims_found.append((m.start(), dim))
-    dims = [d for _pos, d in sorted(dims_found)]
+            # By end position: "by service and location" ends after "by service".
+            dims_found.append((m.end(), dim))
+    dims = list(dict.fromkeys(d for _pos, d in sorted(dims_found)))
     start, end, period = parse_period(question, now, zone)
     locations = tuple(
         dict.fromkeys(code for code in _LOCATION_RE.findall(question) if code not in _NOT_LOCATIONS)
