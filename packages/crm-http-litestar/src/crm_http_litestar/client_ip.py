@@ -9,7 +9,7 @@ client pick the address the IP allowlist checks.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from crm_http_litestar.settings import Network
 
@@ -42,7 +42,7 @@ def _trusted(address: IpAddress, proxies: Sequence[Network]) -> bool:
 
 def resolve_client_ip(
     peer: str | None,
-    headers: Sequence[tuple[bytes, bytes]],
+    headers: Iterable[tuple[bytes, bytes]],
     trusted_proxies: Sequence[Network],
 ) -> IpAddress | None:
     """Return the client's address from the peer and, behind a trusted proxy, its headers.

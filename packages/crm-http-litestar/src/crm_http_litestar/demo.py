@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from crm_domain.entities import (
@@ -41,6 +42,9 @@ from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
 from crm_domain.queries import ContactQuery
 from crm_domain.values import parse_phone
+
+if TYPE_CHECKING:
+    from crm_http_litestar.runtime import CrmRuntime
 
 DEMO_SEED = 20_240_601
 DEMO_CIDRS = ("127.0.0.0/8", "::1/128")
@@ -504,10 +508,39 @@ async def _seed_records(
     }
 
 
-async def _add_all(repository: object, entities: Sequence[object]) -> None:
-    add = repository.add
-    for entity in sorted(entities, key=lambda e: e.id):
-        await add(entity)
+class _Adds(Protocol):
+    async def add(self, entity: Any) -> None: ...
 
 
-__all__ = ["DEMO_CIDRS", "DEMO_LOCATIONS", "DEMO_USERS", "SeedReport", "seed_demo"]
+async def _add_all(repository: _Adds, entities: Sequence[Any]) -> None:
+    # In id order, so a gateway that checks references sees parents before children.
+    for entity in sorted(entities, key=lambda e: str(e.id)):
+        await repository.add(entity)
+
+
+async def announce_demo(runtime: CrmRuntime, base_url: str) -> str:
+    """Seed the demo (idempotent), then print the URL, the docs and a ready ``curl`` line."""
+    report = await seed_demo(runtime.gateway, runtime.clock, runtime.ids)
+    owner = await _user_id(runtime.gateway, "owner@avatar-imaging.example")
+    async with runtime.gateway.unit_of_work(None) as uow:
+        sydney = await uow.locations.get_by_code("sydney")
+    # A longer-lived demo token; the idle logoff still ends it after inactivity.
+    issued = await runtime.sessions.open(owner, sydney.id, ttl=timedelta(hours=8))
+    made = sum(attrs.asdict(report).values())
+    lines = [
+        "",
+        f"Avatar Imaging CRM demo ({f'seeded {made} records' if made else 'data present'})",
+        f"  API:   {base_url}/api",
+        f"  Docs:  {base_url}/schema",
+        "  Try:",
+        f"    curl -H 'Authorization: Bearer {issued.token}' '{base_url}/api/contacts?limit=5'",
+        "  More tokens: crm token reception.sydney@avatar-imaging.example --location sydney",
+        f"  (session ends after {runtime.settings.session_idle_timeout} s without use)",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+__all__ = ["DEMO_CIDRS", "DEMO_LOCATIONS", "DEMO_USERS", "SeedReport", "announce_demo", "seed_demo"]

@@ -23,8 +23,8 @@ under ``/api`` lacks a permission (:func:`check_route_permissions`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from crm_domain.audit import AuditAction
@@ -34,6 +34,7 @@ from crm_domain.errors import CrmError, IpNotAllowed, PermissionDenied, Unavaila
 from crm_domain.policies import is_allowed
 from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from crm_http_litestar.runtime import CrmRuntime
 
 STATE_KEY = "crm"
+T = TypeVar("T")
 
 _METHOD_ACTION = {
     "GET": AuditAction.READ,
@@ -84,12 +86,14 @@ class RequestState:
     #: Free-text reason attached to an entry the HTTP layer writes.
     detail: str | None = None
 
-    def hand_to_service(self) -> Context:
-        """Return the caller's context and note that a use case now owns the audit entry."""
-        if self.context is None:
-            raise Unauthenticated("not signed in")
+    async def use_case(self, call: Awaitable[T]) -> T:
+        """Await one use-case call; the service writes this request's audit entry.
+
+        Build the call's arguments *before* (``state.use_case(svc.get(ctx, q))``):
+        a bad argument then fails here un-marked, and the HTTP layer audits it.
+        """
         self.audited_by_service = True
-        return self.context
+        return await call
 
     def keep_audit(self, detail: str | None = None) -> None:
         """The handler answered without a use case (e.g. a replay): the HTTP layer audits."""
@@ -99,7 +103,7 @@ class RequestState:
 
 def request_state(connection: ASGIConnection[Any, Any, Any, Any]) -> RequestState:
     """The pipeline's state of this request."""
-    state = connection.scope["state"].get(STATE_KEY)  # type: ignore[typeddict-item]
+    state = connection.scope["state"].get(STATE_KEY)
     if not isinstance(state, RequestState):
         raise Unauthenticated("the security pipeline did not run for this route")
     return state
@@ -136,9 +140,10 @@ class RequestGate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        http_scope = scope
         runtime = runtime_of(scope)
         client = scope.get("client")
         address = resolve_client_ip(
@@ -149,10 +154,10 @@ class RequestGate:
             started=time.perf_counter(),
             client_ip=None if address is None else str(address),
             user_agent=_header(scope, b"user-agent"),
-            method=scope["method"],
-            path=scope["path"],
+            method=http_scope["method"],
+            path=http_scope["path"],
         )
-        scope["state"][STATE_KEY] = state  # type: ignore[typeddict-unknown-key]
+        scope["state"][STATE_KEY] = state
         opt = _opt(scope)
         audit = _should_audit(opt)
         started = False
@@ -180,7 +185,7 @@ class RequestGate:
                         return
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", state.request_id.encode()))
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -239,11 +244,11 @@ class Authenticate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _opt(scope).get("public"):
+        if scope["type"] != ScopeType.HTTP or _opt(scope).get("public"):
             await self.app(scope, receive, send)
             return
         runtime = runtime_of(scope)
-        state: RequestState = scope["state"][STATE_KEY]  # type: ignore[typeddict-item]
+        state: RequestState = scope["state"][STATE_KEY]
 
         token = bearer_token(_header(scope, b"authorization"))
         if token is None:
@@ -275,7 +280,7 @@ class Authenticate:
         state.tenant_id = access.location.id
         state.roles = access.roles
 
-        allowlist = await runtime.access.allowlist(access.location.id)
+        allowlist = await runtime.services.access.allowlist(access.location.id)
         if state.client_ip is None or not allowlist.allows(state.client_ip):
             state.detail = "client address not in the location's IP allowlist"
             raise IpNotAllowed("your network is not allowed to reach this location")
@@ -359,6 +364,10 @@ def check_route_permissions(app: Litestar) -> None:
     missing: list[str] = []
     for route in app.routes:
         for handler in _handlers(route):
+            methods = set(getattr(handler, "http_methods", ()))
+            if methods == {"OPTIONS"}:
+                # Litestar's automatic OPTIONS answer; the pipeline and guard still apply to it.
+                continue
             opt = handler.opt
             declared = opt.get("permission")
             if route.path.startswith("/api") and not (

@@ -33,7 +33,7 @@ from crm_http_litestar.pipeline import (
     rbac_guard,
     request_state,
 )
-from crm_http_litestar.problems import exception_handlers
+from crm_http_litestar.problems import Unauthenticated, exception_handlers
 from crm_http_litestar.runtime import CrmRuntime, open_runtime
 from crm_http_litestar.settings import Settings
 
@@ -49,6 +49,8 @@ class CrmConfig:
     ai: AIProvider | None = None
     #: Apply migrations when the app starts (``crm serve --demo`` does it before).
     migrate_on_startup: bool = False
+    #: Where the server listens, for the lines ``--demo`` prints.
+    announce_base_url: str = "http://127.0.0.1:8000"
     #: Extra route handlers (they go through the same pipeline and checks).
     extra_routes: Sequence[ControllerRouterHandler] = ()
 
@@ -58,9 +60,10 @@ def _provide_state(request: Request[Any, Any, Any]) -> RequestState:
 
 
 def _provide_ctx(request: Request[Any, Any, Any]) -> Context:
-    # Asking for ``ctx`` means the handler hands the request to a use case, which
-    # then writes the request's audit entry (DESIGN.md: exactly one per request).
-    return request_state(request).hand_to_service()
+    context = request_state(request).context
+    if context is None:
+        raise Unauthenticated("not signed in")
+    return context
 
 
 def _provide_runtime(request: Request[Any, Any, Any]) -> CrmRuntime:
@@ -151,6 +154,10 @@ class CrmPlugin(InitPluginProtocol):
             migrate_first=config.migrate_on_startup,
         ) as runtime:
             app.state[STATE_KEY] = runtime
+            if config.settings.demo:
+                from crm_http_litestar.demo import announce_demo
+
+                await announce_demo(runtime, config.announce_base_url)
             worker = None
             if config.settings.run_worker:
                 from crm_http_litestar.worker import start_in_process_worker
@@ -165,7 +172,7 @@ class CrmPlugin(InitPluginProtocol):
 
 
 def _rate_limit_key(request: Request[Any, Any, Any]) -> str:
-    state = request.scope["state"].get(STATE_KEY)  # type: ignore[typeddict-item]
+    state = request.scope["state"].get(STATE_KEY)
     address = getattr(state, "client_ip", None)
     return address or "unknown"
 

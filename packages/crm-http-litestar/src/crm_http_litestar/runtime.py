@@ -10,9 +10,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import attrs
+from crm_domain.bootstrap import Services
 from crm_domain.clock import SystemClock, UlidFactory
 from crm_domain.plugins import load_ai, load_gateway
 from crm_domain.policies import GrantSource
@@ -43,7 +43,7 @@ class CrmRuntime:
     access: AccessResolver
     grants: GrantSource
     google: GoogleIdTokenVerifier
-    services: Any
+    services: Services
     ai: AIProvider | None = None
 
 
@@ -53,17 +53,11 @@ def build_services(
     ids: IdFactory,
     ai: AIProvider | None,
     recorder: GroupCommitAuditRecorder,
-) -> Any:
+) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
-    try:
-        from crm_domain.bootstrap import bootstrap
-    except ImportError:  # TEMPORARY until the domain's bootstrap lands
-        return None
+    from crm_domain.bootstrap import bootstrap
 
-    options: dict[str, Any] = {"clock": clock, "ids": ids, "audit_recorder": recorder}
-    if ai is not None:
-        options["ai"] = ai
-    return bootstrap(gateway, **options)
+    return bootstrap(gateway, clock=clock, ids=ids, ai=ai, audit_recorder=recorder)
 
 
 def load_optional_ai(settings: Settings) -> AIProvider | None:
@@ -109,6 +103,7 @@ async def open_runtime(
             secret_key=secret, issuer=settings.token_issuer, audience=settings.token_audience
         )
         ai = ai or load_optional_ai(settings)
+        services = build_services(gateway, clock, ids, ai, recorder)
         runtime = CrmRuntime(
             settings=settings,
             gateway=gateway,
@@ -123,17 +118,19 @@ async def open_runtime(
                 token_ttl=timedelta(seconds=settings.token_ttl),
                 idle_timeout=timedelta(seconds=settings.session_idle_timeout),
             ),
-            access=AccessResolver(gateway, ttl_seconds=settings.access_cache_ttl),
-            grants=GrantSource(
-                gateway, clock, ttl=timedelta(seconds=min(60, settings.access_cache_ttl))
+            access=AccessResolver(
+                gateway,
+                ttl_seconds=settings.access_cache_ttl,
+                monotonic=lambda: clock.now().timestamp(),
             ),
+            grants=services.grants,
             google=GoogleIdTokenVerifier(
                 jwks_url=settings.google_jwks_url,
                 client_id=settings.google_client_id,
                 issuers=settings.google_issuers,
                 hosted_domains=settings.google_hosted_domains,
             ),
-            services=build_services(gateway, clock, ids, ai, recorder),
+            services=services,
             ai=ai,
         )
         try:

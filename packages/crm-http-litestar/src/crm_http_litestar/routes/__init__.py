@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
+from crm_http_litestar.routes.admin import admin_router
 from crm_http_litestar.routes.auth import auth_router
+from crm_http_litestar.routes.bookings import bookings_router
+from crm_http_litestar.routes.contacts import contacts_router
 from crm_http_litestar.routes.health import health
+from crm_http_litestar.routes.tasks import tasks_router
 
 
 def all_routes() -> list[ControllerRouterHandler]:
     """Every route handler the app serves."""
-    return [health, auth_router()]
+    return [
+        health,
+        auth_router(),
+        contacts_router(),
+        bookings_router(),
+        tasks_router(),
+        admin_router(),
+    ]
 
 
 __all__ = ["all_routes"]

@@ -12,10 +12,9 @@ from litestar import Router, get, post
 
 from crm_http_litestar.access import NoAccess
 from crm_http_litestar.google import InvalidGoogleToken
-from crm_http_litestar.pipeline import RequestState
 from crm_http_litestar.problems import Unauthenticated
+from crm_http_litestar.routes._deps import PipelineDep, RuntimeDep
 from crm_http_litestar.routes._docs import AUTH_ERRORS, responses
-from crm_http_litestar.runtime import CrmRuntime
 
 #: The ``token_type`` of issued tokens (RFC 6750).
 BEARER = "Bearer"
@@ -59,7 +58,7 @@ class Me(msgspec.Struct):
     status_code=200,
 )
 async def google_sign_in(
-    data: GoogleSignIn, runtime: CrmRuntime, pipeline: RequestState
+    data: GoogleSignIn, runtime: RuntimeDep, pipeline: PipelineDep
 ) -> SessionToken:
     """Sign in with Google."""
     try:
@@ -99,7 +98,7 @@ async def google_sign_in(
     )
 
 
-async def _choose_location(runtime: CrmRuntime, user_id: str, code: str | None) -> Location | None:
+async def _choose_location(runtime: RuntimeDep, user_id: str, code: str | None) -> Location | None:
     async with runtime.gateway.unit_of_work(None) as uow:
         if code is not None:
             try:
@@ -123,7 +122,7 @@ async def _choose_location(runtime: CrmRuntime, user_id: str, code: str | None) 
     responses=responses(*AUTH_ERRORS),
     status_code=204,
 )
-async def logout(runtime: CrmRuntime, pipeline: RequestState) -> None:
+async def logout(runtime: RuntimeDep, pipeline: PipelineDep) -> None:
     """Revoke this session."""
     if pipeline.session_id is not None:
         await runtime.sessions.revoke(pipeline.session_id)
@@ -135,7 +134,7 @@ async def logout(runtime: CrmRuntime, pipeline: RequestState) -> None:
     summary="The signed-in user, location and roles",
     responses=responses(*AUTH_ERRORS),
 )
-async def me(pipeline: RequestState) -> Me:
+async def me(pipeline: PipelineDep) -> Me:
     """Who the token belongs to."""
     if pipeline.user_id is None or pipeline.tenant_id is None or pipeline.session_id is None:
         raise Unauthenticated("not signed in")

@@ -1,0 +1,542 @@
+"""The ``crm`` command (CONTRACT.md "CLI"): serve, migrate, seed, tokens, admin, audit.
+
+Every command reads the same settings as the server.  User mistakes and
+unavailable backends print one line to stderr and exit non-zero — no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+import attrs
+import typer
+from crm_domain.audit_chain import ChainBreak, verify_chain
+from crm_domain.clock import SystemClock, UlidFactory
+from crm_domain.entities import AuditEntry, IpRule, Location, Membership, Role, StaffUser
+from crm_domain.errors import Conflict, CrmError, NotFound, ValidationError
+from crm_domain.plugins import load_gateway
+from crm_domain.ports.gateway import DatabaseGateway
+from crm_domain.queries import IpRuleQuery, LocationQuery
+from crm_domain.values import parse_cidr, parse_email
+
+from crm_http_litestar.runtime import migrate
+from crm_http_litestar.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="crm",
+    help="Avatar Imaging CRM: serve the API and administer locations, users and IP rules.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+location_app = typer.Typer(help="Locations.", no_args_is_help=True)
+user_app = typer.Typer(help="Staff users and memberships.", no_args_is_help=True)
+ip_app = typer.Typer(help="A location's IP allowlist.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(location_app, name="location")
+app.add_typer(user_app, name="user")
+app.add_typer(ip_app, name="ip")
+app.add_typer(audit_app, name="audit")
+
+
+class CliError(Exception):
+    """A failure to report on one line."""
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"crm: error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body; turn known failures into one line on stderr."""
+
+    async def main() -> T:
+        return await coro_fn()
+
+    try:
+        return asyncio.run(main())
+    except (CrmError, CliError, OSError) as exc:
+        detail = getattr(exc, "detail", None) or str(exc)
+        raise _fail(detail) from None
+
+
+def _settings(*, demo_key: bool = True) -> Settings:
+    try:
+        settings = Settings.from_env()
+    except CrmError as exc:
+        raise _fail(exc.detail) from None
+    # Commands sign and verify with the server's key: CRM_SECRET_KEY, else the demo key.
+    return settings.with_demo_key(create=False) if demo_key else settings
+
+
+@contextlib.asynccontextmanager
+async def _gateway(settings: Settings) -> AsyncIterator[DatabaseGateway]:
+    gateway = load_gateway(settings.database_url)
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+
+
+async def _audit(gateway: DatabaseGateway, entry_args: dict[str, Any]) -> None:
+    """Administrative changes from the CLI are audited too (user ``None``: the operator)."""
+    entry = AuditEntry(
+        id=UlidFactory().new_id(),
+        occurred_at=SystemClock().now(),
+        request_method="CLI",
+        ip_address=None,
+        **entry_args,
+    )
+    async with gateway.unit_of_work(entry.tenant_id) as uow:
+        await uow.audit.append(entry)
+        await uow.commit()
+
+
+async def _location(gateway: DatabaseGateway, code: str) -> Location:
+    async with gateway.unit_of_work(None) as uow:
+        try:
+            return await uow.locations.get_by_code(code)
+        except NotFound:
+            raise CliError(f"no location with code {code!r}") from None
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Migrate, seed the demo data and print a token first.")
+    ] = False,
+) -> None:
+    """Serve the API (uvicorn with uvloop and httptools, one worker)."""
+    import uvicorn
+
+    from crm_http_litestar.app import create_app
+    from crm_http_litestar.plugin import CrmConfig
+
+    try:
+        settings = Settings.from_env(demo=demo)
+        settings.require_secret()
+    except CrmError as exc:
+        raise _fail(exc.detail) from None
+    base = f"http://{_url_host(host)}:{port}"
+    config = CrmConfig(settings=settings, migrate_on_startup=demo, announce_base_url=base)
+    try:
+        application = create_app(config)
+    except CrmError as exc:
+        raise _fail(exc.detail) from None
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        # The pipeline decides which proxies to believe (CRM_TRUSTED_PROXIES);
+        # uvicorn's own proxy handling would rewrite the client address first.
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+        workers=1,
+    )
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - only formatting a URL to print
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+# --------------------------------------------------------------------------- db, demo
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply schema migrations to CRM_DATABASE_URL."""
+    settings = _settings()
+
+    async def body() -> bool:
+        async with _gateway(settings) as gateway:
+            return await migrate(gateway)
+
+    migrated = _run(body)
+    typer.echo("schema is up to date" if migrated else "this store has no migrations")
+
+
+@demo_app.command("seed")
+def demo_seed(
+    contacts: Annotated[int, typer.Option(help="Contacts per location.")] = 300,
+) -> None:
+    """Seed the demo data (idempotent)."""
+    from crm_http_litestar.demo import seed_demo
+
+    settings = _settings()
+
+    async def body() -> str:
+        async with _gateway(settings) as gateway:
+            await migrate(gateway)
+            report = await seed_demo(
+                gateway, SystemClock(), UlidFactory(), contacts_per_location=contacts
+            )
+        made = ", ".join(f"{v} {k}" for k, v in attrs.asdict(report).items() if v)
+        return f"demo data seeded: {made}" if made else "demo data already present"
+
+    typer.echo(_run(body))
+
+
+# --------------------------------------------------------------------------- token
+
+
+@app.command()
+def token(
+    email: Annotated[str, typer.Argument(help="Email of an active staff user.")],
+    location: Annotated[str, typer.Option(help="Location code the token is for.")],
+    ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds (CRM_TOKEN_TTL).")] = None,
+) -> None:
+    """Print a session token for a user with an active membership at the location."""
+    from crm_http_litestar.access import AccessResolver, NoAccess
+    from crm_http_litestar.sessions import SessionManager
+    from crm_http_litestar.tokens import TokenCodec
+
+    settings = _settings()
+    secret = _secret(settings)
+    if ttl is not None and ttl < 1:
+        raise _fail("--ttl must be at least 1 second")
+
+    async def body() -> str:
+        async with _gateway(settings) as gateway:
+            async with gateway.unit_of_work(None) as uow:
+                try:
+                    user = await uow.users.get_by_email(parse_email(email))
+                except NotFound:
+                    raise CliError(f"no user {email!r}") from None
+            place = await _location(gateway, location)
+            try:
+                await AccessResolver(gateway, ttl_seconds=0).access(user.id, place.id)
+            except NoAccess:
+                raise CliError(
+                    f"{email} has no active membership at {location} (or is deactivated)"
+                ) from None
+            manager = SessionManager(
+                gateway,
+                TokenCodec(
+                    secret_key=secret,
+                    issuer=settings.token_issuer,
+                    audience=settings.token_audience,
+                ),
+                SystemClock(),
+                UlidFactory(),
+                token_ttl=timedelta(seconds=ttl or settings.token_ttl),
+                idle_timeout=timedelta(seconds=settings.session_idle_timeout),
+            )
+            issued = await manager.open(user.id, place.id)
+            return issued.token
+
+    typer.echo(_run(body))
+
+
+def _secret(settings: Settings) -> str:
+    try:
+        return settings.require_secret()
+    except CrmError as exc:
+        raise _fail(exc.detail) from None
+
+
+# --------------------------------------------------------------------------- locations, users
+
+
+@location_app.command("add")
+def location_add(
+    code: Annotated[str, typer.Argument(help="Short code, e.g. brisbane (also the subdomain).")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    timezone: Annotated[str, typer.Option(help="IANA timezone, e.g. Australia/Brisbane.")],
+) -> None:
+    """Create a location (no IP rule yet: unreachable over HTTP until one is added)."""
+    settings = _settings()
+
+    async def body() -> Location:
+        async with _gateway(settings) as gateway:
+            place = Location(
+                id=UlidFactory().new_id(),
+                code=code,
+                name=name,
+                timezone=timezone,
+                created_at=SystemClock().now(),
+            )
+            async with gateway.unit_of_work(None) as uow:
+                await uow.locations.add(place)
+                await uow.commit()
+            await _audit(
+                gateway,
+                {
+                    "tenant_id": place.id,
+                    "action": "CREATE",
+                    "resource_type": "locations",
+                    "resource_id": place.id,
+                },
+            )
+            return place
+
+    place = _run(body)
+    typer.echo(f"location {place.code} created (id {place.id}); add an IP rule with `crm ip allow`")
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument(help="The user's (Google) email.")],
+    location: Annotated[str, typer.Option(help="Location code.")],
+    role: Annotated[str, typer.Option(help="admin, doctor, receptionist or readonly.")],
+    name: Annotated[str, typer.Option(help="Display name (new users).")] = "",
+) -> None:
+    """Create a user, or add a membership to an existing one."""
+    settings = _settings()
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise _fail(f"role must be one of {', '.join(r.value for r in Role)}") from None
+
+    async def body() -> str:
+        async with _gateway(settings) as gateway:
+            place = await _location(gateway, location)
+            now = SystemClock().now()
+            ids = UlidFactory()
+            async with gateway.unit_of_work(None) as uow:
+                normalised = parse_email(email)
+                created = False
+                try:
+                    user = await uow.users.get_by_email(normalised)
+                except NotFound:
+                    user = StaffUser(id=ids.new_id(), email=normalised, name=name, created_at=now)
+                    await uow.users.add(user)
+                    created = True
+                for held in await uow.memberships.for_user(user.id):
+                    if held.location_id == place.id:
+                        raise Conflict(
+                            f"{normalised} is already {held.role.value} at {location}"
+                            + ("" if held.is_active else " (inactive)")
+                        )
+                membership = Membership(
+                    id=ids.new_id(),
+                    user_id=user.id,
+                    location_id=place.id,
+                    role=chosen,
+                    created_at=now,
+                )
+                await uow.memberships.add(membership)
+                await uow.commit()
+            await _audit(
+                gateway,
+                {
+                    "tenant_id": place.id,
+                    "action": "CREATE",
+                    "resource_type": "users",
+                    "resource_id": user.id,
+                    "detail": f"membership {chosen.value}",
+                },
+            )
+            verb = "created" if created else "updated"
+            return f"user {normalised} {verb}: {chosen.value} at {location}"
+
+    typer.echo(_run(body))
+
+
+# --------------------------------------------------------------------------- IP rules
+
+
+@ip_app.command("allow")
+def ip_allow(
+    cidr: Annotated[str, typer.Argument(help="IPv4 or IPv6 network, e.g. 203.0.113.0/24.")],
+    location: Annotated[str, typer.Option(help="Location code.")],
+    description: Annotated[str | None, typer.Option(help="What this network is.")] = None,
+) -> None:
+    """Allow a network to reach a location."""
+    settings = _settings()
+
+    async def body() -> IpRule:
+        async with _gateway(settings) as gateway:
+            place = await _location(gateway, location)
+            rule = IpRule(
+                id=UlidFactory().new_id(),
+                tenant_id=place.id,
+                cidr=parse_cidr(cidr),
+                description=description,
+                created_at=SystemClock().now(),
+                created_by="crm cli",
+            )
+            async with gateway.unit_of_work(place.id) as uow:
+                await uow.ip_rules.add(rule)
+                await uow.commit()
+            await _audit(
+                gateway,
+                {
+                    "tenant_id": place.id,
+                    "action": "CREATE",
+                    "resource_type": "ip_rules",
+                    "resource_id": rule.id,
+                },
+            )
+            return rule
+
+    rule = _run(body)
+    typer.echo(f"allowed {rule.cidr} at {location}")
+
+
+async def _rules(gateway: DatabaseGateway, tenant_id: str) -> list[IpRule]:
+    rules: list[IpRule] = []
+    cursor: str | None = None
+    async with gateway.unit_of_work(tenant_id) as uow:
+        while True:
+            page = await uow.ip_rules.list(IpRuleQuery(limit=200, cursor=cursor))
+            rules.extend(page.items)
+            if page.next_cursor is None:
+                return rules
+            cursor = page.next_cursor
+
+
+@ip_app.command("list")
+def ip_list(location: Annotated[str, typer.Option(help="Location code.")]) -> None:
+    """List a location's IP rules."""
+    settings = _settings()
+
+    async def body() -> list[IpRule]:
+        async with _gateway(settings) as gateway:
+            place = await _location(gateway, location)
+            return await _rules(gateway, place.id)
+
+    rules = _run(body)
+    if not rules:
+        typer.echo(f"no IP rules at {location}: nobody can reach it over HTTP")
+    for rule in sorted(rules, key=lambda r: r.cidr):
+        state = "active" if rule.is_active else "inactive"
+        typer.echo(f"{rule.cidr}\t{state}\t{rule.description or ''}")
+
+
+@ip_app.command("remove")
+def ip_remove(
+    cidr: Annotated[str, typer.Argument(help="The network to remove.")],
+    location: Annotated[str, typer.Option(help="Location code.")],
+) -> None:
+    """Remove a network from a location's allowlist."""
+    settings = _settings()
+
+    async def body() -> None:
+        wanted = parse_cidr(cidr)
+        async with _gateway(settings) as gateway:
+            place = await _location(gateway, location)
+            matching = [r for r in await _rules(gateway, place.id) if r.cidr == wanted]
+            if not matching:
+                raise CliError(f"{wanted} is not in the allowlist of {location}")
+            async with gateway.unit_of_work(place.id) as uow:
+                for rule in matching:
+                    await uow.ip_rules.delete(rule.id)
+                await uow.commit()
+            await _audit(
+                gateway,
+                {
+                    "tenant_id": place.id,
+                    "action": "DELETE",
+                    "resource_type": "ip_rules",
+                    "resource_id": matching[0].id,
+                },
+            )
+
+    _run(body)
+    typer.echo(f"removed {parse_cidr(cidr)} from {location}")
+
+
+# --------------------------------------------------------------------------- audit
+
+
+async def verify_all_chains(gateway: DatabaseGateway) -> tuple[int, ChainBreak | None]:
+    """Verify the system chain and every location's chain; return (entries, first break)."""
+    chains: list[str | None] = [None]
+    cursor: str | None = None
+    async with gateway.unit_of_work(None) as uow:
+        while True:
+            page = await uow.locations.list(LocationQuery(limit=200, cursor=cursor))
+            chains.extend(location.id for location in page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    total = 0
+    for tenant_id in chains:
+        entries: list[AuditEntry] = []
+        async with gateway.unit_of_work(tenant_id) as uow:
+            after = 0
+            while True:
+                batch = await uow.audit.chain(after_sequence=after, limit=1000)
+                if not batch:
+                    break
+                entries.extend(batch)
+                after = batch[-1].sequence
+        total += len(entries)
+        broken = verify_chain(entries, tenant_id)
+        if broken is not None:
+            return total, broken
+    return total, None
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chains; exit 1 with the first broken entry if tampered."""
+    settings = _settings()
+
+    async def body() -> tuple[int, ChainBreak | None]:
+        async with _gateway(settings) as gateway:
+            return await verify_all_chains(gateway)
+
+    total, broken = _run(body)
+    if broken is not None:
+        chain = broken.tenant_id or "system"
+        raise _fail(
+            f"audit chain {chain} broken at sequence {broken.sequence} "
+            f"(entry {broken.entry_id}): {broken.reason}"
+        )
+    typer.echo(f"audit log intact: {total} entries verified")
+
+
+# --------------------------------------------------------------------------- worker
+
+
+@app.command()
+def worker() -> None:
+    """Run the queue consumer (automations, campaign sends) alone."""
+    from crm_http_litestar.runtime import open_runtime
+    from crm_http_litestar.worker import InProcessWorker
+
+    settings = _settings()
+
+    async def body() -> None:
+        async with open_runtime(settings) as runtime:
+            consumer = InProcessWorker(runtime)
+            typer.echo("crm worker: consuming the outbox (Ctrl-C to stop)", err=True)
+            await consumer.run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(body)
+
+
+def main() -> None:
+    """Entry point of the ``crm`` script."""
+    try:
+        app()
+    except ValidationError as exc:  # settings read before a command's own handling
+        typer.echo(f"crm: error: {exc.detail}", err=True)
+        sys.exit(1)
+
+
+__all__ = ["app", "main", "verify_all_chains"]

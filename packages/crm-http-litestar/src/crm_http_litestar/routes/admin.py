@@ -1,0 +1,503 @@
+"""``/api/admin``: locations, users (memberships), IP rules and the audit trail."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+import msgspec
+from crm_domain.entities import AuditEntry, PermissionOverride
+from crm_domain.errors import NotFound, ValidationError
+from crm_domain.queries import (
+    MAX_LIMIT,
+    AuditQuery,
+    IpRuleQuery,
+    LocationQuery,
+    MembershipQuery,
+)
+from crm_domain.services import UNSET, AddUser, AllowIp, CreateLocation, Member, UpdateLocation
+from litestar import Request, Response, Router, delete, get, patch, post
+
+from crm_http_litestar.routes._common import before_service, idempotent
+from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
+from crm_http_litestar.routes._docs import (
+    LIST_ERRORS,
+    READ_ONE_ERRORS,
+    WRITE_ERRORS,
+    permission_doc,
+    responses,
+)
+from crm_http_litestar.schemas import (
+    AuditEntryOut,
+    IpRuleIn,
+    IpRuleOut,
+    Listing,
+    LocationIn,
+    LocationOut,
+    LocationPatch,
+    MemberIn,
+    MemberOut,
+    PermissionOverrideIO,
+    listing,
+    out,
+)
+
+#: Most entries one export returns (newest first); narrow the filters for more.
+EXPORT_LIMIT = 100_000
+
+
+def _domain(value: Any) -> Any:
+    return UNSET if isinstance(value, msgspec.UnsetType) else value
+
+
+# --- locations ------------------------------------------------------------------
+
+
+@get(
+    "/locations",
+    opt={"permission": "locations:read"},
+    summary="List locations",
+    description=permission_doc("locations:read"),
+    responses=responses(*LIST_ERRORS),
+)
+async def list_locations(
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    limit: int = 50,
+    cursor: str | None = None,
+    code: str | None = None,
+    is_active: bool | None = None,
+) -> Listing[LocationOut]:
+    """One page of locations."""
+    query = before_service(
+        pipeline,
+        lambda: LocationQuery(limit=limit, cursor=cursor, code=code, is_active=is_active),
+    )
+    page = await pipeline.use_case(services.access.list_locations(ctx, query))
+    return listing(page, LocationOut)
+
+
+@post(
+    "/locations",
+    opt={"permission": "locations:create"},
+    summary="Open a location",
+    description=permission_doc(
+        "locations:create", "Nobody can reach it over HTTP until an IP rule is added there."
+    ),
+    responses=responses(*WRITE_ERRORS),
+    status_code=201,
+)
+async def create_location(
+    data: LocationIn,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    runtime: RuntimeDep,
+    request: Request[Any, Any, Any],
+) -> Response[LocationOut]:
+    """Create a location."""
+    command = before_service(
+        pipeline,
+        lambda: CreateLocation(
+            code=data.code, name=data.name, timezone=data.timezone, address=data.address
+        ),
+    )
+
+    async def produce() -> LocationOut:
+        location = await pipeline.use_case(services.access.create_location(ctx, command))
+        return out(location, LocationOut)
+
+    return await idempotent(request, pipeline, runtime, produce)
+
+
+@get(
+    "/locations/{id:str}",
+    opt={"permission": "locations:read"},
+    summary="Read a location",
+    description=permission_doc("locations:read"),
+    responses=responses(*READ_ONE_ERRORS),
+)
+async def get_location(
+    id: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
+) -> LocationOut:
+    """One location."""
+    return out(await pipeline.use_case(services.access.get_location(ctx, id)), LocationOut)
+
+
+@patch(
+    "/locations/{id:str}",
+    opt={"permission": "locations:update"},
+    summary="Change the current location",
+    description=permission_doc(
+        "locations:update", "Only the location of the token can be changed; other ids are 404."
+    ),
+    responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
+)
+async def update_location(
+    id: str,
+    data: LocationPatch,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+) -> LocationOut:
+    """Change the caller's location."""
+    if id != ctx.tenant_id:
+        pipeline.keep_audit("update of another location")
+        raise NotFound(f"location {id} not found")
+    command = before_service(
+        pipeline,
+        lambda: UpdateLocation(
+            name=_domain(data.name), timezone=_domain(data.timezone), address=_domain(data.address)
+        ),
+    )
+    return out(await pipeline.use_case(services.access.update_location(ctx, command)), LocationOut)
+
+
+# --- users ----------------------------------------------------------------------
+
+
+def _member(member: Member) -> MemberOut:
+    return MemberOut(
+        user_id=member.user.id,
+        membership_id=member.membership.id,
+        email=member.user.email,
+        name=member.user.name,
+        role=member.membership.role.value,
+        is_active=member.membership.is_active,
+        user_is_active=member.user.is_active,
+        custom_permissions=[
+            PermissionOverrideIO(resource=p.resource, action=p.action, effect=p.effect.value)
+            for p in member.membership.custom_permissions
+        ],
+        created_at=member.membership.created_at,
+    )
+
+
+@get(
+    "/users",
+    opt={"permission": "users:read"},
+    summary="List the location's staff",
+    description=permission_doc("users:read"),
+    responses=responses(*LIST_ERRORS),
+)
+async def list_users(
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    limit: int = 50,
+    cursor: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+) -> Listing[MemberOut]:
+    """One page of members of the caller's location."""
+    query = before_service(
+        pipeline,
+        lambda: MembershipQuery(limit=limit, cursor=cursor, role=role, is_active=is_active),
+    )
+    page = await pipeline.use_case(services.access.list_users(ctx, query))
+    return Listing(items=[_member(m) for m in page.items], next_cursor=page.next_cursor)
+
+
+@post(
+    "/users",
+    opt={"permission": "users:create"},
+    summary="Give someone a role here",
+    description=permission_doc(
+        "users:create", "Creates the user if new; an existing membership is updated."
+    ),
+    responses=responses(*WRITE_ERRORS),
+    status_code=201,
+)
+async def add_user(
+    data: MemberIn,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    runtime: RuntimeDep,
+    request: Request[Any, Any, Any],
+) -> Response[MemberOut]:
+    """Add a member to the caller's location."""
+    command = before_service(
+        pipeline,
+        lambda: AddUser(
+            email=data.email,
+            role=data.role,
+            name=data.name,
+            custom_permissions=tuple(
+                PermissionOverride(resource=p.resource, action=p.action, effect=p.effect)
+                for p in data.custom_permissions
+            ),
+        ),
+    )
+
+    async def produce() -> MemberOut:
+        member = await pipeline.use_case(services.access.add_user(ctx, command))
+        runtime.access.invalidate()
+        return _member(member)
+
+    return await idempotent(request, pipeline, runtime, produce)
+
+
+class MembershipChange(msgspec.Struct, forbid_unknown_fields=True):
+    """Deactivate a membership (``is_active: false``)."""
+
+    is_active: Literal[False]
+
+
+@patch(
+    "/users/{id:str}",
+    opt={"permission": "users:update"},
+    summary="Deactivate a membership",
+    description=permission_doc(
+        "users:update",
+        "`id` is the membership id; the member's next request here is refused.",
+    ),
+    responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
+)
+async def deactivate_user(
+    id: str,
+    data: MembershipChange,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """End a membership at the caller's location."""
+    membership = await pipeline.use_case(services.access.deactivate_membership(ctx, id))
+    runtime.access.invalidate()
+    return {"membership_id": membership.id, "is_active": membership.is_active}
+
+
+# --- IP rules -------------------------------------------------------------------
+
+
+@get(
+    "/ip-rules",
+    opt={"permission": "ip_rules:read"},
+    summary="List the location's IP allowlist",
+    description=permission_doc("ip_rules:read"),
+    responses=responses(*LIST_ERRORS),
+)
+async def list_ip_rules(
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    limit: int = 50,
+    cursor: str | None = None,
+    is_active: bool | None = None,
+) -> Listing[IpRuleOut]:
+    """One page of IP rules."""
+    query = before_service(
+        pipeline, lambda: IpRuleQuery(limit=limit, cursor=cursor, is_active=is_active)
+    )
+    return listing(await pipeline.use_case(services.access.list_ip_rules(ctx, query)), IpRuleOut)
+
+
+@post(
+    "/ip-rules",
+    opt={"permission": "ip_rules:create"},
+    summary="Allow a network",
+    description=permission_doc("ip_rules:create", "IPv4 or IPv6 CIDR; host bits set is a 422."),
+    responses=responses(*WRITE_ERRORS),
+    status_code=201,
+)
+async def allow_ip(
+    data: IpRuleIn,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    runtime: RuntimeDep,
+    request: Request[Any, Any, Any],
+) -> Response[IpRuleOut]:
+    """Add a network to the allowlist."""
+    command = AllowIp(cidr=data.cidr, description=data.description)
+
+    async def produce() -> IpRuleOut:
+        return out(await pipeline.use_case(services.access.allow_ip(ctx, command)), IpRuleOut)
+
+    return await idempotent(request, pipeline, runtime, produce)
+
+
+@delete(
+    "/ip-rules",
+    opt={"permission": "ip_rules:delete"},
+    summary="Remove a network",
+    description=permission_doc(
+        "ip_rules:delete", "`?cidr=` names the network. Removing your own network locks you out."
+    ),
+    responses=responses(*READ_ONE_ERRORS),
+    status_code=204,
+)
+async def remove_ip(cidr: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep) -> None:
+    """Remove a network from the allowlist."""
+    await pipeline.use_case(services.access.remove_ip(ctx, cidr))
+
+
+# --- audit ----------------------------------------------------------------------
+
+
+def _audit_query(
+    pipeline: PipelineDep,
+    limit: int,
+    cursor: str | None,
+    user_id: str | None,
+    action: str | None,
+    resource_type: str | None,
+    resource_id: str | None,
+    outcome: str | None,
+    occurred_from: datetime | None,
+    occurred_to: datetime | None,
+) -> AuditQuery:
+    return before_service(  # type: ignore[no-any-return]
+        pipeline,
+        lambda: AuditQuery(
+            limit=limit,
+            cursor=cursor,
+            user_id=user_id,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            outcome=outcome,
+            occurred_from=occurred_from,
+            occurred_to=occurred_to,
+        ),
+    )
+
+
+@get(
+    "/audit",
+    opt={"permission": "audit:read"},
+    summary="Search the audit trail",
+    description=permission_doc("audit:read", "This location's entries, newest first."),
+    responses=responses(*LIST_ERRORS),
+)
+async def list_audit(
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    limit: int = 50,
+    cursor: str | None = None,
+    user_id: str | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    outcome: str | None = None,
+    occurred_from: datetime | None = None,
+    occurred_to: datetime | None = None,
+) -> Listing[AuditEntryOut]:
+    """One page of audit entries."""
+    query = _audit_query(
+        pipeline,
+        limit,
+        cursor,
+        user_id,
+        action,
+        resource_type,
+        resource_id,
+        outcome,
+        occurred_from,
+        occurred_to,
+    )
+    return listing(await pipeline.use_case(services.audit.list(ctx, query)), AuditEntryOut)
+
+
+_CSV_COLUMNS = tuple(AuditEntryOut.__struct_fields__)
+
+
+@get(
+    "/audit/export",
+    opt={"permission": "audit:read", "audit_action": "EXPORT", "audit_resource": "audit"},
+    summary="Export the audit trail",
+    description=permission_doc(
+        "audit:read",
+        f"`format=csv` or `format=jsonl` (JSON lines); same filters as the search; at most "
+        f"{EXPORT_LIMIT} entries, newest first. The export itself is audited.",
+    ),
+    responses=responses(*LIST_ERRORS),
+    media_type="text/csv",
+)
+async def export_audit(
+    ctx: CtxDep,
+    runtime: RuntimeDep,
+    pipeline: PipelineDep,
+    format: str = "csv",
+    user_id: str | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    outcome: str | None = None,
+    occurred_from: datetime | None = None,
+    occurred_to: datetime | None = None,
+) -> Response[bytes]:
+    """Download matching entries as CSV or JSON lines.
+
+    Read page by page in the caller's location's unit of work; the guard has
+    checked ``audit:read`` and the HTTP layer writes the one EXPORT entry.
+    """
+    if format not in ("csv", "jsonl"):
+        pipeline.keep_audit("bad export format")
+        raise ValidationError("format", "must be csv or jsonl")
+    query = _audit_query(
+        pipeline,
+        MAX_LIMIT,
+        None,
+        user_id,
+        action,
+        resource_type,
+        resource_id,
+        outcome,
+        occurred_from,
+        occurred_to,
+    )
+    entries: list[AuditEntry] = []
+    async with runtime.gateway.unit_of_work(ctx.tenant_id) as uow:
+        while len(entries) < EXPORT_LIMIT:
+            page = await uow.audit.list(query)
+            entries.extend(page.items)
+            if page.next_cursor is None:
+                break
+            query = attrs.evolve(query, cursor=page.next_cursor)
+    entries = entries[:EXPORT_LIMIT]
+    pipeline.keep_audit(f"{len(entries)} entries as {format}")
+    rows = [out(e, AuditEntryOut) for e in entries]
+    if format == "jsonl":
+        body = b"".join(msgspec.json.encode(row) + b"\n" for row in rows)
+        return Response(body, media_type="application/x-ndjson", headers=_download("jsonl"))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(_CSV_COLUMNS)
+    for row in msgspec.to_builtins(rows):
+        writer.writerow(["" if row[c] is None else row[c] for c in _CSV_COLUMNS])
+    return Response(
+        buffer.getvalue().encode(), media_type="text/csv; charset=utf-8", headers=_download("csv")
+    )
+
+
+def _download(extension: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="audit.{extension}"'}
+
+
+def admin_router() -> Router:
+    """Routes under ``/api/admin``."""
+    return Router(
+        path="/api/admin",
+        route_handlers=[
+            list_locations,
+            create_location,
+            get_location,
+            update_location,
+            list_users,
+            add_user,
+            deactivate_user,
+            list_ip_rules,
+            allow_ip,
+            remove_ip,
+            list_audit,
+            export_audit,
+        ],
+        tags=["admin"],
+    )

@@ -1,0 +1,183 @@
+"""``/api/bookings``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from crm_domain.entities import Booking
+from crm_domain.errors import ValidationError
+from crm_domain.queries import BookingQuery
+from crm_domain.services import CancelBooking, CreateBooking, RescheduleBooking
+from litestar import Request, Response, Router, get, patch, post
+
+from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
+from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
+from crm_http_litestar.routes._docs import (
+    LIST_ERRORS,
+    READ_ONE_ERRORS,
+    WRITE_ERRORS,
+    permission_doc,
+    responses,
+)
+from crm_http_litestar.schemas import BookingIn, BookingOut, BookingPatch, Listing, listing, out
+
+_STATUS_CHANGES = ("confirmed", "cancelled", "completed", "no_show")
+
+
+@get(
+    "/",
+    opt={"permission": "bookings:read"},
+    summary="List bookings",
+    description=permission_doc("bookings:read", "`starts_from`/`starts_to` bound the start."),
+    responses=responses(*LIST_ERRORS),
+)
+async def list_bookings(
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    limit: int = 50,
+    cursor: str | None = None,
+    contact_id: str | None = None,
+    status: str | None = None,
+    service_type: str | None = None,
+    starts_from: datetime | None = None,
+    starts_to: datetime | None = None,
+    tenant_id: str | None = None,
+) -> Listing[BookingOut]:
+    """One page of the location's bookings."""
+    refuse_other_location(pipeline, tenant_id)
+    query = before_service(
+        pipeline,
+        lambda: BookingQuery(
+            limit=limit,
+            cursor=cursor,
+            contact_id=contact_id,
+            status=status,
+            service_type=service_type,
+            starts_from=starts_from,
+            starts_to=starts_to,
+        ),
+    )
+    return listing(await pipeline.use_case(services.bookings.list(ctx, query)), BookingOut)
+
+
+@post(
+    "/",
+    opt={"permission": "bookings:create"},
+    summary="Book a scan",
+    description=permission_doc(
+        "bookings:create", "Overlapping open bookings of the same service are a 409."
+    ),
+    responses=responses(*WRITE_ERRORS),
+    status_code=201,
+)
+async def create_booking(
+    data: BookingIn,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    runtime: RuntimeDep,
+    request: Request[Any, Any, Any],
+) -> Response[BookingOut]:
+    """Create a booking for a contact of this location."""
+    refuse_other_location(pipeline, data.tenant_id)
+    command = before_service(
+        pipeline,
+        lambda: CreateBooking(
+            contact_id=data.contact_id,
+            service_type=data.service_type,
+            starts_at=data.starts_at,
+            ends_at=data.ends_at,
+            notes=data.notes,
+            source=data.source,
+            external_id=data.external_id,
+        ),
+    )
+
+    async def produce() -> BookingOut:
+        return out(await pipeline.use_case(services.bookings.create(ctx, command)), BookingOut)
+
+    return await idempotent(request, pipeline, runtime, produce)
+
+
+@get(
+    "/{id:str}",
+    opt={"permission": "bookings:read"},
+    summary="Read a booking",
+    description=permission_doc("bookings:read", "Another location's id is a 404."),
+    responses=responses(*READ_ONE_ERRORS),
+)
+async def get_booking(
+    id: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
+) -> BookingOut:
+    """One booking."""
+    return out(await pipeline.use_case(services.bookings.get(ctx, id)), BookingOut)
+
+
+@patch(
+    "/{id:str}",
+    opt={"permission": "bookings:update"},
+    summary="Reschedule a booking or change its status",
+    description=permission_doc(
+        "bookings:update",
+        "Send `starts_at` and `ends_at` to reschedule, or `status` (confirmed, cancelled, "
+        "completed, no_show) to move it on; one change per request. Illegal transitions are 409.",
+    ),
+    responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
+)
+async def update_booking(
+    id: str,
+    data: BookingPatch,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+) -> BookingOut:
+    """Reschedule, confirm, cancel, complete or mark a no-show."""
+    refuse_other_location(pipeline, data.tenant_id)
+    moving = not isinstance(data.starts_at, msgspec.UnsetType) or not isinstance(
+        data.ends_at, msgspec.UnsetType
+    )
+    changing = not isinstance(data.status, msgspec.UnsetType)
+
+    def check() -> None:
+        if moving == changing:
+            raise ValidationError("status", "send either a new time or a new status")
+        if changing and data.status not in _STATUS_CHANGES:
+            raise ValidationError("status", f"must be one of {', '.join(_STATUS_CHANGES)}")
+
+    before_service(pipeline, check)
+    bookings = services.bookings
+    result: Booking
+    if moving:
+        if isinstance(data.starts_at, msgspec.UnsetType) or isinstance(
+            data.ends_at, msgspec.UnsetType
+        ):
+            before_service(pipeline, _both_times)
+            raise AssertionError("unreachable")
+        command = RescheduleBooking(booking_id=id, starts_at=data.starts_at, ends_at=data.ends_at)
+        result = await pipeline.use_case(bookings.reschedule(ctx, command))
+    elif data.status == "confirmed":
+        result = await pipeline.use_case(bookings.confirm(ctx, id))
+    elif data.status == "cancelled":
+        cancel = CancelBooking(booking_id=id, reason=data.cancellation_reason)
+        result = await pipeline.use_case(bookings.cancel(ctx, cancel))
+    elif data.status == "completed":
+        result = await pipeline.use_case(bookings.complete(ctx, id))
+    else:
+        result = await pipeline.use_case(bookings.mark_no_show(ctx, id))
+    return out(result, BookingOut)
+
+
+def _both_times() -> None:
+    raise ValidationError("ends_at", "rescheduling needs both starts_at and ends_at")
+
+
+def bookings_router() -> Router:
+    """Routes under ``/api/bookings``."""
+    return Router(
+        path="/api/bookings",
+        route_handlers=[list_bookings, create_booking, get_booking, update_booking],
+        tags=["bookings"],
+    )

@@ -1,0 +1,169 @@
+"""``/api/tasks``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from crm_domain.queries import TaskQuery
+from crm_domain.services import UNSET, CreateTask, UpdateTask
+from litestar import Request, Response, Router, delete, get, patch, post
+
+from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
+from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
+from crm_http_litestar.routes._docs import (
+    LIST_ERRORS,
+    READ_ONE_ERRORS,
+    WRITE_ERRORS,
+    permission_doc,
+    responses,
+)
+from crm_http_litestar.schemas import Listing, TaskIn, TaskOut, TaskPatch, listing, out
+
+
+def _domain(value: Any) -> Any:
+    return UNSET if isinstance(value, msgspec.UnsetType) else value
+
+
+@get(
+    "/",
+    opt={"permission": "tasks:read"},
+    summary="List tasks",
+    description=permission_doc("tasks:read"),
+    responses=responses(*LIST_ERRORS),
+)
+async def list_tasks(
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    limit: int = 50,
+    cursor: str | None = None,
+    status: str | None = None,
+    priority: str | None = None,
+    assignee_id: str | None = None,
+    contact_id: str | None = None,
+    booking_id: str | None = None,
+    due_to: datetime | None = None,
+    tenant_id: str | None = None,
+) -> Listing[TaskOut]:
+    """One page of the location's tasks."""
+    refuse_other_location(pipeline, tenant_id)
+    query = before_service(
+        pipeline,
+        lambda: TaskQuery(
+            limit=limit,
+            cursor=cursor,
+            status=status,
+            priority=priority,
+            assignee_id=assignee_id,
+            contact_id=contact_id,
+            booking_id=booking_id,
+            due_to=due_to,
+        ),
+    )
+    return listing(await pipeline.use_case(services.tasks.list(ctx, query)), TaskOut)
+
+
+@post(
+    "/",
+    opt={"permission": "tasks:create"},
+    summary="Create a task",
+    description=permission_doc("tasks:create", "`Idempotency-Key` makes retries safe."),
+    responses=responses(*WRITE_ERRORS),
+    status_code=201,
+)
+async def create_task(
+    data: TaskIn,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    runtime: RuntimeDep,
+    request: Request[Any, Any, Any],
+) -> Response[TaskOut]:
+    """Create a to-do."""
+    refuse_other_location(pipeline, data.tenant_id)
+    command = before_service(
+        pipeline,
+        lambda: CreateTask(
+            title=data.title,
+            description=data.description,
+            contact_id=data.contact_id,
+            booking_id=data.booking_id,
+            assignee_id=data.assignee_id,
+            priority=data.priority,
+            due_at=data.due_at,
+        ),
+    )
+
+    async def produce() -> TaskOut:
+        return out(await pipeline.use_case(services.tasks.create(ctx, command)), TaskOut)
+
+    return await idempotent(request, pipeline, runtime, produce)
+
+
+@get(
+    "/{id:str}",
+    opt={"permission": "tasks:read"},
+    summary="Read a task",
+    description=permission_doc("tasks:read", "Another location's id is a 404."),
+    responses=responses(*READ_ONE_ERRORS),
+)
+async def get_task(id: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep) -> TaskOut:
+    """One task."""
+    return out(await pipeline.use_case(services.tasks.get(ctx, id)), TaskOut)
+
+
+@patch(
+    "/{id:str}",
+    opt={"permission": "tasks:update"},
+    summary="Change a task",
+    description=permission_doc("tasks:update", "Only the fields sent change."),
+    responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
+)
+async def update_task(
+    id: str,
+    data: TaskPatch,
+    ctx: CtxDep,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+) -> TaskOut:
+    """Change some fields of a task."""
+    refuse_other_location(pipeline, data.tenant_id)
+    command = before_service(
+        pipeline,
+        lambda: UpdateTask(
+            task_id=id,
+            title=_domain(data.title),
+            description=_domain(data.description),
+            contact_id=_domain(data.contact_id),
+            booking_id=_domain(data.booking_id),
+            assignee_id=_domain(data.assignee_id),
+            status=_domain(data.status),
+            priority=_domain(data.priority),
+            due_at=_domain(data.due_at),
+        ),
+    )
+    return out(await pipeline.use_case(services.tasks.update(ctx, command)), TaskOut)
+
+
+@delete(
+    "/{id:str}",
+    opt={"permission": "tasks:delete"},
+    summary="Delete a task",
+    description=permission_doc("tasks:delete"),
+    responses=responses(*READ_ONE_ERRORS),
+    status_code=204,
+)
+async def delete_task(id: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep) -> None:
+    """Delete a task."""
+    await pipeline.use_case(services.tasks.delete(ctx, id))
+
+
+def tasks_router() -> Router:
+    """Routes under ``/api/tasks``."""
+    return Router(
+        path="/api/tasks",
+        route_handlers=[list_tasks, create_task, get_task, update_task, delete_task],
+        tags=["tasks"],
+    )

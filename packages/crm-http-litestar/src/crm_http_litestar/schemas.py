@@ -1,0 +1,370 @@
+"""HTTP schemas: the API's shapes, kept apart from the domain entities.
+
+Request bodies refuse unknown fields (``forbid_unknown_fields``), so a typo or
+a field the client may not set (``id``, ``created_at`` …) is a 422 naming it.
+Responses are built from entities with :func:`out` (``msgspec.convert`` reading
+attributes), so adding a field to an entity never leaks it into the API by
+accident — it must be added here too.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from crm_domain.pagination import Page
+from msgspec import UNSET, UnsetType
+
+T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies: unknown fields are refused."""
+
+
+class Listing(msgspec.Struct, Generic[T]):
+    """One page of a list, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def out(entity: object, schema: type[S]) -> S:
+    """Copy the schema's fields from an entity."""
+    return msgspec.convert(entity, schema, from_attributes=True)
+
+
+def listing(page: Page[Any], schema: type[S]) -> Listing[S]:
+    """A page of entities as a :class:`Listing` of ``schema``."""
+    return Listing(
+        items=[msgspec.convert(item, schema, from_attributes=True) for item in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+def unset_to(value: Any, marker: Any) -> Any:
+    """msgspec's ``UNSET`` (field absent) becomes the domain's own marker."""
+    return marker if value is UNSET else value
+
+
+# --- contacts ------------------------------------------------------------------
+
+
+class ContactOut(msgspec.Struct):
+    """A contact as the API shows it."""
+
+    id: str
+    tenant_id: str
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    source: str
+    status: str
+    warmness: int
+    warmness_reasons: list[str]
+    tags: list[str]
+    email_opt_in: bool
+    sms_opt_in: bool
+    consent_updated_at: datetime | None
+    service_interest: str | None
+    date_of_birth: date | None
+    notes: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContactIn(Body):
+    """A new contact; needs an email or a phone (E.164, or Australian national)."""
+
+    first_name: str
+    last_name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    source: str = "other"
+    status: str = "new"
+    warmness: int | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    email_opt_in: bool = False
+    sms_opt_in: bool = False
+    service_interest: str | None = None
+    date_of_birth: date | None = None
+    notes: str | None = None
+    allow_duplicate_email: bool = False
+    #: Optional; if given it must be the caller's location (never another one).
+    tenant_id: str | None = None
+
+
+class ContactPatch(Body):
+    """Fields to change; absent fields stay as they are, ``null`` clears optional ones."""
+
+    first_name: str | UnsetType = UNSET
+    last_name: str | UnsetType = UNSET
+    email: str | UnsetType | None = UNSET
+    phone: str | UnsetType | None = UNSET
+    source: str | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    warmness: int | UnsetType = UNSET
+    tags: list[str] | UnsetType = UNSET
+    email_opt_in: bool | UnsetType = UNSET
+    sms_opt_in: bool | UnsetType = UNSET
+    service_interest: str | UnsetType | None = UNSET
+    date_of_birth: date | UnsetType | None = UNSET
+    notes: str | UnsetType | None = UNSET
+    tenant_id: str | None = None
+
+
+class TouchpointOut(msgspec.Struct):
+    """An interaction with a contact."""
+
+    id: str
+    tenant_id: str
+    contact_id: str
+    kind: str
+    channel: str
+    occurred_at: datetime
+    campaign_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class TouchpointIn(Body):
+    """A new interaction (``occurred_at`` defaults to now)."""
+
+    kind: str
+    channel: str = "other"
+    occurred_at: datetime | None = None
+    campaign_id: str | None = None
+    metadata: dict[str, str | int | float | bool | None] = msgspec.field(default_factory=dict)
+
+
+# --- bookings ------------------------------------------------------------------
+
+
+class BookingOut(msgspec.Struct):
+    """A booked scan."""
+
+    id: str
+    tenant_id: str
+    contact_id: str
+    service_type: str
+    starts_at: datetime
+    ends_at: datetime
+    status: str
+    external_id: str | None
+    source: str
+    notes: str | None
+    cancellation_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class BookingIn(Body):
+    """A new booking for a contact of the caller's location."""
+
+    contact_id: str
+    service_type: str
+    starts_at: datetime
+    ends_at: datetime
+    notes: str | None = None
+    source: str = "manual"
+    external_id: str | None = None
+    tenant_id: str | None = None
+
+
+class BookingPatch(Body):
+    """A change of a booking: a new time (reschedule) or a new status.
+
+    ``status`` may be ``confirmed``, ``cancelled`` (with ``cancellation_reason``),
+    ``completed`` or ``no_show``; a new ``starts_at``/``ends_at`` pair reschedules.
+    """
+
+    status: str | UnsetType = UNSET
+    starts_at: datetime | UnsetType = UNSET
+    ends_at: datetime | UnsetType = UNSET
+    cancellation_reason: str | None = None
+    tenant_id: str | None = None
+
+
+# --- tasks ---------------------------------------------------------------------
+
+
+class TaskOut(msgspec.Struct):
+    """A to-do."""
+
+    id: str
+    tenant_id: str
+    title: str
+    description: str | None
+    contact_id: str | None
+    booking_id: str | None
+    assignee_id: str | None
+    status: str
+    priority: str
+    due_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskIn(Body):
+    """A new task."""
+
+    title: str
+    description: str | None = None
+    contact_id: str | None = None
+    booking_id: str | None = None
+    assignee_id: str | None = None
+    priority: str = "normal"
+    due_at: datetime | None = None
+    tenant_id: str | None = None
+
+
+class TaskPatch(Body):
+    """Fields of a task to change."""
+
+    title: str | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
+    contact_id: str | UnsetType | None = UNSET
+    booking_id: str | UnsetType | None = UNSET
+    assignee_id: str | UnsetType | None = UNSET
+    status: str | UnsetType = UNSET
+    priority: str | UnsetType = UNSET
+    due_at: datetime | UnsetType | None = UNSET
+    tenant_id: str | None = None
+
+
+# --- admin ---------------------------------------------------------------------
+
+
+class LocationOut(msgspec.Struct):
+    """A clinic location."""
+
+    id: str
+    code: str
+    name: str
+    timezone: str
+    address: str | None
+    is_active: bool
+    created_at: datetime
+
+
+class LocationIn(Body):
+    """A new location (unreachable over HTTP until it has an IP rule)."""
+
+    code: str
+    name: str
+    timezone: str
+    address: str | None = None
+
+
+class LocationPatch(Body):
+    """Changes to the caller's location."""
+
+    name: str | UnsetType = UNSET
+    timezone: str | UnsetType = UNSET
+    address: str | UnsetType | None = UNSET
+
+
+class PermissionOverrideIO(Body):
+    """One grant added to (``allow``) or removed from (``deny``) a member's role."""
+
+    resource: str
+    action: str
+    effect: str = "allow"
+
+
+class MemberOut(msgspec.Struct):
+    """A staff user and their membership at the caller's location."""
+
+    user_id: str
+    membership_id: str
+    email: str
+    name: str
+    role: str
+    is_active: bool
+    user_is_active: bool
+    custom_permissions: list[PermissionOverrideIO]
+    created_at: datetime
+
+
+class MemberIn(Body):
+    """Give someone a role at the caller's location (creates the user if new)."""
+
+    email: str
+    role: str
+    name: str = ""
+    custom_permissions: list[PermissionOverrideIO] = msgspec.field(default_factory=list)
+
+
+class IpRuleOut(msgspec.Struct):
+    """An allowed network of the caller's location."""
+
+    id: str
+    tenant_id: str
+    cidr: str
+    description: str | None
+    is_active: bool
+    created_at: datetime
+    created_by: str
+
+
+class IpRuleIn(Body):
+    """A network to allow (IPv4 or IPv6 CIDR; a bare address is one host)."""
+
+    cidr: str
+    description: str | None = None
+
+
+class AuditEntryOut(msgspec.Struct):
+    """One audit entry (ids and request facts, never field values)."""
+
+    id: str
+    tenant_id: str | None
+    user_id: str | None
+    action: str
+    resource_type: str
+    resource_id: str | None
+    outcome: str
+    ip_address: str | None
+    user_agent: str | None
+    request_id: str | None
+    request_method: str | None
+    request_path: str | None
+    status_code: int | None
+    duration_ms: int | None
+    detail: str | None
+    occurred_at: datetime
+    sequence: int
+    prev_hash: str
+    hash: str
+
+
+__all__ = [
+    "AuditEntryOut",
+    "BookingIn",
+    "BookingOut",
+    "BookingPatch",
+    "ContactIn",
+    "ContactOut",
+    "ContactPatch",
+    "IpRuleIn",
+    "IpRuleOut",
+    "Listing",
+    "LocationIn",
+    "LocationOut",
+    "LocationPatch",
+    "MemberIn",
+    "MemberOut",
+    "PermissionOverrideIO",
+    "TaskIn",
+    "TaskOut",
+    "TaskPatch",
+    "TouchpointIn",
+    "TouchpointOut",
+    "listing",
+    "out",
+    "unset_to",
+]
