@@ -7,6 +7,7 @@ return the normalised primitive that entities store.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from typing import Any
@@ -70,7 +71,9 @@ def parse_cidr(value: object, *, field: str = "cidr") -> str:
             f"{text} has host bits set; did you mean the network {network.cidr} "
             f"or the single host {network.ip}/{32 if network.version == 4 else 128}?",
         )
-    return str(network.cidr)
+    # The stdlib's text is the canonical form: netaddr writes IPv4-mapped IPv6
+    # networks as ``::ffff:0.0.0.0/96`` where ipaddress (and PostgreSQL) write ``::ffff:0:0/96``.
+    return str(ipaddress.ip_network(str(network.cidr)))
 
 
 def cidr_version(cidr: str) -> int:
