@@ -7,7 +7,7 @@ cannot pass without having run them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -22,6 +22,20 @@ def start_local_d1(d1: LocalD1) -> None:
         d1.start()
     except LocalD1NotInstalled as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture
+def start_local() -> Iterator[Callable[[LocalD1], None]]:
+    """Start extra local D1s (failing the test if Miniflare is missing); stopped afterwards."""
+    started: list[LocalD1] = []
+
+    def start(d1: LocalD1) -> None:
+        start_local_d1(d1)
+        started.append(d1)
+
+    yield start
+    for d1 in started:
+        d1.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,208 @@
+"""D1-specific behaviour of the gateway, against a real local D1 through the REST shim."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import pytest
+from crm_domain.audit_chain import verify_chain
+from crm_domain.entities import OutboxStatus
+from crm_domain.errors import Conflict, Unavailable, ValidationError
+from crm_domain.plugins import load_gateway
+from crm_domain.queries import ContactQuery
+from crm_domain.testing import World
+from crm_gateway_sql import mapping, schema
+
+from crm_gateway_d1.client import MAX_PARAMS, D1Client
+from crm_gateway_d1.gateway import D1Gateway, create_gateway, parse_url
+from crm_gateway_d1.local import LocalD1
+from crm_gateway_d1.sql import chunked_insert
+
+pytestmark = [pytest.mark.d1, pytest.mark.anyio]
+
+
+@pytest.fixture
+async def world(d1_gateway: D1Gateway) -> World:
+    return await World(d1_gateway).setup()
+
+
+async def test_a_unit_of_work_is_one_request_at_commit(
+    world: World, d1_gateway: D1Gateway, local_d1: LocalD1
+) -> None:
+    tenant = world.a.id
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        contact = world.contact(tenant)
+        await uow.contacts.add(contact)
+        await uow.outbox.add(world.event(tenant))
+        await uow.audit.append(world.audit(tenant))
+        before = local_d1.requests()
+        await uow.commit()
+    assert local_d1.requests() - before == 1
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        assert (await uow.contacts.get(contact.id)).id == contact.id
+
+
+async def test_a_failing_statement_rolls_back_the_whole_batch(
+    world: World, d1_gateway: D1Gateway
+) -> None:
+    tenant = world.a.id
+    taken = world.contact(tenant)
+    other = world.contact(tenant)
+    event = world.event(tenant)
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        await uow.contacts.add(other)
+        await uow.contacts.add(taken)  # its id is still free when checked here …
+        await uow.outbox.add(event)
+        await uow.audit.append(world.audit(tenant))
+        await world.save(tenant, taken)  # … and taken by another unit of work before commit
+        with pytest.raises(Conflict, match=r"UNIQUE constraint failed: contacts\."):
+            await uow.commit()
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        assert await uow.contacts.count(ContactQuery()) == 1  # only the other uow's contact
+        assert list(await uow.audit.chain()) == []
+    async with d1_gateway.unit_of_work() as uow:
+        assert await uow.outbox.list_status(OutboxStatus.PENDING) == []
+
+
+async def test_reads_inside_a_unit_of_work_see_its_buffered_writes(
+    world: World, d1_gateway: D1Gateway
+) -> None:
+    tenant = world.a.id
+    kept, changed, dropped = (world.contact(tenant, status="new") for _ in range(3))
+    await world.save(tenant, kept, changed, dropped)
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        added = world.contact(tenant, status="new")
+        await uow.contacts.add(added)
+        await uow.contacts.update(attrs.evolve(changed, status="qualified"))
+        await uow.contacts.delete(dropped.id)
+        page = await uow.contacts.list(ContactQuery(status="new"))
+        assert {c.id for c in page.items} == {kept.id, added.id}
+        assert await uow.contacts.count(ContactQuery(status="new")) == 2
+        assert await uow.contacts.count(ContactQuery()) == 3
+        # Nothing reached D1 yet:
+        async with d1_gateway.unit_of_work(tenant) as other:
+            assert await other.contacts.count(ContactQuery(status="new")) == 3
+
+
+async def test_add_many_beyond_100_parameters_is_chunked_into_one_batch(
+    world: World, d1_gateway: D1Gateway, local_d1: LocalD1
+) -> None:
+    tenant = world.a.id
+    contacts = [world.contact(tenant) for _ in range(14)]
+    rows = [mapping.to_row(c) for c in contacts]
+    statements = chunked_insert(schema.contacts, rows)
+    assert sum(len(s.params) for s in statements) == 14 * len(schema.contacts.columns) > 250
+    assert all(len(s.params) <= MAX_PARAMS for s in statements)
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        await uow.contacts.add_many(contacts)
+        before = local_d1.requests()
+        await uow.commit()
+    assert local_d1.requests() - before == 1
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        assert await uow.contacts.count(ContactQuery()) == 14
+
+
+async def test_throttled_commit_is_retried(
+    world: World, d1_gateway: D1Gateway, local_d1: LocalD1
+) -> None:
+    tenant = world.a.id
+    contact = world.contact(tenant)
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        await uow.contacts.add(contact)
+        local_d1.fail_next(1, status=429, retry_after=0)
+        await uow.commit()
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        assert (await uow.contacts.get(contact.id)).id == contact.id
+
+
+async def test_audit_race_between_processes_is_relinked(
+    world: World, d1_gateway: D1Gateway, local_d1: LocalD1
+) -> None:
+    # A second gateway has its own in-process chain locks: like another server process.
+    tenant = world.a.id
+    other_gateway = D1Gateway(local_d1.client())
+    try:
+        first = d1_gateway.unit_of_work(tenant)
+        second = other_gateway.unit_of_work(tenant)
+        async with first, second:
+            one = await first.audit.append(world.audit(tenant, detail="first"))
+            two = await second.audit.append(world.audit(tenant, detail="second"))
+            assert one.sequence == two.sequence == 1  # both read the same head
+            await first.commit()
+            await second.commit()  # sequence 1 is taken: relinked after it and sent again
+    finally:
+        await other_gateway.client.close()
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        chain = list(await uow.audit.chain())
+    assert [(e.sequence, e.detail) for e in chain] == [(1, "first"), (2, "second")]
+    assert verify_chain(chain, tenant) is None
+
+
+async def test_migrate_is_idempotent(d1_gateway: D1Gateway) -> None:
+    await d1_gateway.migrate()
+    await d1_gateway.migrate()
+    tables = await d1_gateway.client.query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", ["hipaa_audit_log"]
+    )
+    assert len(tables.rows) == 1
+
+
+async def test_d1_url_selects_the_gateway_by_entry_point(local_d1: LocalD1) -> None:
+    gateway = load_gateway(
+        local_d1.database_url,
+        env={"CRM_D1_API_TOKEN": local_d1.token, "CRM_D1_API_BASE": local_d1.api_base},
+    )
+    try:
+        assert isinstance(gateway, D1Gateway)
+        assert (await gateway.client.query("SELECT 1 AS one")).rows[0]["one"] == 1
+    finally:
+        await gateway.close()
+
+
+def test_d1_urls_are_checked() -> None:
+    assert parse_url("d1://acct/db-uuid") == ("acct", "db-uuid")
+    for bad in ("d1://acct", "d1:///db", "d1://acct/db/extra", "sqlite:///x.db"):
+        with pytest.raises(ValidationError, match="CRM_DATABASE_URL"):
+            parse_url(bad)
+    with pytest.raises(ValidationError, match="CRM_D1_API_TOKEN"):
+        create_gateway("d1://acct/db", env={})
+
+
+async def test_an_unreachable_d1_is_unavailable() -> None:
+    client = D1Client(
+        "a", "b", api_token="t", api_base="http://127.0.0.1:9/client/v4", max_attempts=1
+    )
+    gateway = D1Gateway(client)
+    try:
+        async with gateway.unit_of_work("x") as uow:
+            with pytest.raises(Unavailable):
+                await uow.contacts.get("nope")
+    finally:
+        await gateway.close()
+
+
+async def test_data_survives_a_restart_of_the_local_d1(
+    tmp_path: Path, start_local: Callable[[LocalD1], None]
+) -> None:
+    local = LocalD1(tmp_path / "d1", token="restart-token")
+    start_local(local)
+    try:
+        gateway = D1Gateway(local.client())
+        await gateway.migrate()
+        world = await World(gateway).setup()
+        contact = world.contact(world.a.id)
+        await world.save(world.a.id, contact, world.audit(world.a.id))
+        await gateway.close()
+
+        local.restart()
+
+        gateway = D1Gateway(local.client())
+        async with gateway.unit_of_work(world.a.id) as uow:
+            assert (await uow.contacts.get(contact.id)).first_name == contact.first_name
+            chain = list(await uow.audit.chain())
+        await gateway.close()
+        assert verify_chain(chain, world.a.id) is None and len(chain) == 1
+    finally:
+        local.stop()
