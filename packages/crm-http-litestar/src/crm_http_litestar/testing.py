@@ -1,0 +1,125 @@
+"""Test support for the HTTP adapter: a seeded demo world served in process.
+
+Used by this package's tests and usable by anyone embedding the app: it runs
+the real app, the real pipeline and a real gateway — nothing is mocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+from crm_domain.clock import FixedClock, UlidFactory
+from crm_domain.plugins import load_gateway
+from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from litestar.types import Receive, Scope, Send
+
+from crm_http_litestar.app import create_app
+from crm_http_litestar.demo import seed_demo
+from crm_http_litestar.plugin import CrmConfig
+from crm_http_litestar.runtime import CrmRuntime
+from crm_http_litestar.settings import Settings
+
+#: A signing key for tests.
+SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+#: The demo users by short name.
+EMAILS = {
+    "owner": "owner@avatar-imaging.example",
+    "reception": "reception.sydney@avatar-imaging.example",
+    "doctor": "doctor.melbourne@avatar-imaging.example",
+    "auditor": "auditor@avatar-imaging.example",
+}
+
+
+class Peer:
+    """Stands in for the socket: sets the ASGI ``client`` the way a server would.
+
+    Litestar's test transport always reports ``testclient``; a real server
+    reports the TCP peer, which is what the pipeline reads.
+    """
+
+    def __init__(self, app: Litestar, address: str = "127.0.0.1") -> None:
+        self.app = app
+        self.address = address
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["client"] = (self.address, 50123)
+        await self.app(scope, receive, send)
+
+
+@attrs.define
+class World:
+    """A running app over a seeded store, with helpers to act as the demo users."""
+
+    app: Litestar
+    peer: Peer
+    client: AsyncTestClient[Any]
+    gateway: DatabaseGateway
+    clock: FixedClock
+    runtime: CrmRuntime
+    locations: dict[str, str]
+    users: dict[str, str]
+
+    async def token(self, who: str, location: str = "sydney", **kw: Any) -> str:
+        """A session token for a demo user (by short name) at a location (by code)."""
+        issued = await self.runtime.sessions.open(self.users[who], self.locations[location], **kw)
+        return issued.token
+
+    async def headers(self, who: str, location: str = "sydney") -> dict[str, str]:
+        """Authorization headers for a demo user."""
+        return {"Authorization": f"Bearer {await self.token(who, location)}"}
+
+    async def audit(self, location: str | None) -> list[Any]:
+        """Every audit entry of a chain (a location code, or ``None`` for the system chain)."""
+        tenant = None if location is None else self.locations[location]
+        async with self.gateway.unit_of_work(tenant) as uow:
+            return list(await uow.audit.chain(0, 100_000))
+
+
+def _store_url(tmp_path: Path) -> str:
+    try:
+        from crm_gateway_sql import gateway as _sql  # noqa: F401
+    except ImportError:  # the SQL gateway has not landed yet
+        return "memory://"
+    return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+
+
+async def open_world(
+    settings: Settings, clock: FixedClock, *, contacts_per_location: int = 12
+) -> AsyncIterator[World]:
+    """Seed the demo data into ``settings.database_url`` and serve the app in process."""
+    ids = UlidFactory()
+    gateway = load_gateway(settings.database_url)
+    if isinstance(gateway, SupportsMigrations):
+        await gateway.migrate()
+    await seed_demo(gateway, clock, ids, contacts_per_location=contacts_per_location)
+    locations: dict[str, str] = {}
+    users: dict[str, str] = {}
+    async with gateway.unit_of_work(None) as uow:
+        for code in ("sydney", "melbourne"):
+            locations[code] = (await uow.locations.get_by_code(code)).id
+        for name, email in EMAILS.items():
+            users[name] = (await uow.users.get_by_email(email)).id
+    app = create_app(CrmConfig(settings=settings, gateway=gateway, clock=clock, ids=ids))
+    peer = Peer(app)
+    try:
+        async with AsyncTestClient(peer) as client:  # type: ignore[type-var]
+            yield World(
+                app=app,
+                peer=peer,
+                client=client,
+                gateway=gateway,
+                clock=clock,
+                runtime=app.state["crm"],
+                locations=locations,
+                users=users,
+            )
+    finally:
+        await gateway.close()
+
+
+__all__ = ["EMAILS", "SECRET", "Peer", "World", "open_world"]

@@ -1,0 +1,53 @@
+"""Fixtures for the HTTP adapter's tests: a seeded store and the app in process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from crm_domain.clock import FixedClock
+
+from crm_http_litestar import Settings
+from crm_http_litestar.testing import SECRET, World, open_world
+
+
+def store_url(tmp_path: Path) -> str:
+    """SQLite through the SQL gateway (in-memory until that gateway is installed)."""
+    try:
+        from crm_gateway_sql import gateway as _sql  # noqa: F401
+    except ImportError:
+        return "memory://"
+    return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for an in-process app: SQLite in a temp dir, no worker, generous limits."""
+    return Settings(
+        database_url=store_url(tmp_path),
+        secret_key=SECRET,
+        run_worker=False,
+        rate_limit_per_minute=0,
+        access_cache_ttl=30,
+    )
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """A clock at the real time (PyJWT checks ``exp`` against the real clock)."""
+    return FixedClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+async def world(settings: Settings, clock: FixedClock) -> AsyncIterator[World]:
+    """The demo world served in process."""
+    async for value in open_world(settings, clock):
+        yield value
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """asyncio only (the server's loop)."""
+    return "asyncio"
