@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+
 import httpx
 import pytest
 from crm_domain.entities import (

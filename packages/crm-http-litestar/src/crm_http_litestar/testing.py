@@ -24,7 +24,7 @@ from crm_http_litestar.runtime import CrmRuntime
 from crm_http_litestar.settings import Settings
 
 #: A signing key for tests.
-SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # noqa: S105 - a test key, not a secret
 #: The demo users by short name.
 EMAILS = {
     "owner": "owner@avatar-imaging.example",
@@ -78,14 +78,6 @@ class World:
         tenant = None if location is None else self.locations[location]
         async with self.gateway.unit_of_work(tenant) as uow:
             return list(await uow.audit.chain(0, 100_000))
-
-
-def _store_url(tmp_path: Path) -> str:
-    try:
-        from crm_gateway_sql import gateway as _sql  # noqa: F401
-    except ImportError:  # the SQL gateway has not landed yet
-        return "memory://"
-    return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
 
 
 async def open_world(
