@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from crm_ai.heuristic import HeuristicProvider
 from crm_domain.clock import FixedClock
 from crm_domain.entities import BookingStatus, SmsIntent, TaskPriority, TouchpointKind
 from crm_domain.ports.ai import (
@@ -21,6 +19,8 @@ from crm_domain.ports.ai import (
     WarmnessBand,
 )
 from crm_domain.ports.analytics import Dimension, Metric, MetricRow
+
+from crm_ai.heuristic import HeuristicProvider
 
 pytestmark = pytest.mark.anyio
 

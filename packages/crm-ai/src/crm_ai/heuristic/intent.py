@@ -165,12 +165,13 @@ def _words(text: str) -> list[str]:
 
 
 def keyword_opt_out(own: str) -> bool:
-    """True when the message is a carrier keyword, give or take filler and emoji."""
+    """True when the message is carrier keywords only ("STOP", "stop stop", "STOP END"),
+    give or take filler words, punctuation and emoji."""
     words = [w for w in _words(own) if w not in _FILLER]
     if not words:
         return False
-    joined = " ".join(words)
-    return joined in OPT_OUT_KEYWORDS or joined in {"stop all", "opt out"}
+    joined = " ".join(words).replace("opt out", "optout").replace("stop all", "stopall")
+    return all(w in OPT_OUT_KEYWORDS for w in joined.split())
 
 
 def is_bare_cancel(own: str) -> bool:

@@ -108,6 +108,111 @@ def scrub(text: str) -> str:
     return _SIGNOFF_RE.sub(signoff, out)
 
 
+#: Capitalised words a report question may use that are not people's names.
+_REPORT_WORDS = frozenset(
+    {
+        *(
+            m.capitalize()
+            for m in [
+                "january",
+                "february",
+                "march",
+                "april",
+                "may",
+                "june",
+                "july",
+                "august",
+                "september",
+                "october",
+                "november",
+                "december",
+                "jan",
+                "feb",
+                "mar",
+                "apr",
+                "jun",
+                "jul",
+                "aug",
+                "sep",
+                "sept",
+                "oct",
+                "nov",
+                "dec",
+            ]
+        ),
+        *(
+            d.capitalize()
+            for d in ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+        ),
+        "Google",
+        "Facebook",
+        "Meta",
+        "Instagram",
+        "Wix",
+        "Manychat",
+        "ManyChat",
+        "Website",
+        "Referral",
+        "Walk-in",
+        "Phone",
+        "Import",
+        "Other",
+        "Ultrasound",
+        "Doppler",
+        "Xray",
+        "X-ray",
+        "Mammogram",
+        "Mammography",
+        "Dexa",
+        "Echo",
+        "Show",
+        "Compare",
+        "How",
+        "What",
+        "Which",
+        "Where",
+        "When",
+        "Who",
+        "Average",
+        "Bookings",
+        "Leads",
+        "No-shows",
+        "Total",
+        "Count",
+        "List",
+        "Give",
+        "Last",
+        "This",
+        "Next",
+        "Year",
+        "Quarter",
+        "Month",
+        "Week",
+        "Today",
+        "Yesterday",
+        "I",
+        "Q1",
+        "Q2",
+        "Q3",
+        "Q4",
+    }
+)
+_CAPITALISED_RE = re.compile(r"\b[A-Z][a-z][a-zA-Z'-]*\b")
+
+
+def scrub_question(text: str) -> str:
+    """``scrub`` plus any capitalised word that is not report vocabulary.
+
+    A report is about aggregates, so a capitalised word that is not a month, a
+    weekday, a source or a modality is most likely a person's name; location
+    codes are upper case and survive.
+    """
+    out = scrub(text)
+    return _CAPITALISED_RE.sub(
+        lambda m: m.group(0) if m.group(0) in _REPORT_WORDS else "[name]", out
+    )
+
+
 def _data(value: Any) -> str:
     """Untrusted content as one JSON document between markers."""
     return "<data>\n" + json.dumps(value, ensure_ascii=False, default=str) + "\n</data>"
@@ -292,7 +397,7 @@ def insights_messages(rows: dict[str, tuple[MetricRow, ...]], focus: str | None)
         "recommendations. Only state what the figures show. " + _GUARD
     )
     data = {
-        "focus": scrub(focus) if focus else None,
+        "focus": scrub_question(focus) if focus else None,
         "metrics": {
             name: [{"keys": r.keys, "value": r.value} for r in metric_rows[:200]]
             for name, metric_rows in rows.items()
@@ -312,7 +417,7 @@ def report_messages(question: str, now: datetime, timezone: str, *, baa_covered:
         f"{now.isoformat()}. Periods are half-open [start, end). List location codes the "
         "question names in locations. Never write SQL. " + _GUARD
     )
-    text = question if baa_covered else scrub(question)
+    text = question if baa_covered else scrub_question(question)
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": _data({"question": text})},
@@ -352,6 +457,7 @@ __all__ = [
     "report_messages",
     "schema",
     "scrub",
+    "scrub_question",
     "task_messages",
     "warmness_messages",
 ]

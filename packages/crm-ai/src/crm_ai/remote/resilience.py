@@ -102,7 +102,7 @@ def _retryable(exc: BaseException) -> bool:
 def retry_policy(max_retries: int, max_wait: float) -> tenacity.AsyncRetrying:
     """Retry 429/5xx and transport errors (timeouts included) with jittered backoff,
     honouring ``Retry-After`` up to ``max_wait`` seconds."""
-    backoff = tenacity.wait_exponential_jitter(initial=0.2, max=max_wait, jitter=0.2)
+    backoff = tenacity.wait_exponential_jitter(multiplier=0.2, max=max_wait, jitter=0.2)
 
     def wait(state: tenacity.RetryCallState) -> float:
         outcome = state.outcome
