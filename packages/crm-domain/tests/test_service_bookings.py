@@ -273,3 +273,16 @@ async def test_upsert_external_new_with_status_and_unknown_status(world: Any) ->
     other = await world.new_contact(phone="+61412345679")
     with pytest.raises(Conflict):
         await bookings.upsert_external(world.ctx(), _upsert(world, other))
+
+
+async def test_upsert_external_pending_never_reopens(world: Any) -> None:
+    contact_id = await world.new_contact()
+    bookings = world.services.bookings
+    confirmed = await bookings.upsert_external(
+        world.ctx(), _upsert(world, contact_id, status="confirmed")
+    )
+    again = await bookings.upsert_external(
+        world.ctx(), _upsert(world, contact_id, status="pending")
+    )
+    assert again == confirmed
+    assert again.status is BookingStatus.CONFIRMED

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import Protocol
 
 import anyio
 
@@ -167,6 +168,18 @@ def is_allowed(
     return False
 
 
+class GrantProvider(Protocol):
+    """Where an :class:`Authorizer` gets role grants from."""
+
+    async def grants(self) -> RoleGrants:
+        """Return the current role grants."""
+        ...
+
+    def invalidate(self) -> None:
+        """Drop any cached grants."""
+        ...
+
+
 class GrantSource:
     """Role grants read from the store, cached for at most ``ttl``.
 
@@ -245,11 +258,11 @@ class StaticGrants:
 class Authorizer:
     """The RBAC check services call before touching data."""
 
-    def __init__(self, source: GrantSource | StaticGrants) -> None:
+    def __init__(self, source: GrantProvider) -> None:
         self._source = source
 
     @property
-    def source(self) -> GrantSource | StaticGrants:
+    def source(self) -> GrantProvider:
         """Where role grants come from."""
         return self._source
 
@@ -273,6 +286,7 @@ __all__ = [
     "DEFAULT_GRANTS",
     "Authorizer",
     "Grant",
+    "GrantProvider",
     "GrantSource",
     "RoleGrants",
     "StaticGrants",

@@ -261,7 +261,8 @@ class BookingService:
             if (booking.starts_at, booking.ends_at) != (when.start, when.end):
                 booking = booking.rescheduled(when, now)
                 events.append(EventName.BOOKING_RESCHEDULED)
-            if status is not None and status is not booking.status:
+            # "pending" from a sender means "not decided yet": it never reopens a booking.
+            if status is not None and status not in (BookingStatus.PENDING, booking.status):
                 booking = _moved_to(booking, status, now)
                 events.append(_TRANSITION_EVENTS[status])
             if (booking.service_type, booking.notes) != (command.service_type, command.notes):

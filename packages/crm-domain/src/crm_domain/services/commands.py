@@ -153,8 +153,8 @@ class UpsertExternalBooking:
     """Create or update the booking a sender (Wix, ManyChat) knows as ``external_id``.
 
     Idempotent: the same command twice leaves one booking and emits one event.
-    ``status`` may be ``confirmed``, ``cancelled`` or ``completed`` to move the
-    booking there (``None``: keep it as it is, ``pending`` when new).
+    ``status`` may be ``confirmed``, ``cancelled``, ``completed`` or ``no_show``
+    to move the booking there; ``None`` or ``pending`` keep it as it is.
     """
 
     external_id: str
