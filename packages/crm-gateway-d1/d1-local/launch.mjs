@@ -1,7 +1,8 @@
 // Start a local D1 (Miniflare's workerd) behind worker.mjs, the D1 REST shim.
 //
 //   node launch.mjs --persist DIR [--port 0] [--host 127.0.0.1] [--token T]
-//                   [--account ACCOUNT] [--database DATABASE] [--test-hooks]
+//                   [--account ACCOUNT] [--database DATABASE] [--queue QUEUE_ID]
+//                   [--test-hooks]
 //
 // Prints one line "D1_LOCAL_URL=http://host:port/client/v4" when ready, then
 // serves until SIGTERM/SIGINT.  No outside fetches (cf: false); D1 data lives
@@ -20,6 +21,7 @@ const { values } = parseArgs({
     token: { type: "string", default: "local-d1-token" },
     account: { type: "string", default: "local-account" },
     database: { type: "string", default: "local-database" },
+    queue: { type: "string", default: "local-queue" },
     "test-hooks": { type: "boolean", default: false },
   },
 });
@@ -37,10 +39,14 @@ const mf = new Miniflare({
   cf: false,
   d1Databases: { DB: values.database },
   d1Persist: path.resolve(values.persist),
+  // One queue, published to over the HTTP API and consumed by the same Worker.
+  queueProducers: { QUEUE: { queueName: values.queue } },
+  queueConsumers: { [values.queue]: { maxBatchSize: 100, maxBatchTimeout: 1 } },
   bindings: {
     API_TOKEN: values.token,
     ACCOUNT_ID: values.account,
     DATABASE_ID: values.database,
+    QUEUE_ID: values.queue,
     TEST_HOOKS: values["test-hooks"] ? "1" : "0",
   },
 });

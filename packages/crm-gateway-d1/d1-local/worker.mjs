@@ -14,11 +14,24 @@
 // "messages"}; SQL errors are HTTP 400 with {"success": false, "errors":
 // [{"code": 7500, "message"}]}.  A bearer token is required (env.API_TOKEN).
 //
+// It also speaks Cloudflare Queues' HTTP publishing API over a real Queues
+// producer binding (env.QUEUE, Miniflare's queue with its real limits):
+//
+//   POST /client/v4/accounts/{account}/queues/{queue_id}/messages
+//        {"body", "content_type": "json"|"text", "delay_seconds"}
+//   POST /client/v4/accounts/{account}/queues/{queue_id}/messages/batch
+//        {"messages": [{"body", "content_type", "delay_seconds"}, ...], "delay_seconds"}
+//
+// and consumes that queue itself (the queue() handler below is a minimal
+// consumer Worker), keeping what it received for the test hooks.
+//
 // Test hooks (only when env.TEST_HOOKS == "1"):
 //   POST /__test__/fail {"count": N, "status": 429|503, "retry_after": S}
 //       the next N API requests answer with that status (and Retry-After);
 //   GET  /__test__/stats  -> {"requests": n, "statements": n}
-//       how many API requests / statements reached D1 (to prove batching).
+//       how many API requests / statements reached D1 (to prove batching);
+//   GET  /__test__/queue  -> [{"id", "body", "attempts"}, ...]
+//       the messages the consumer received, in delivery order.
 
 const D1_ERROR = 7500; // Cloudflare's code for a failed D1 query
 const AUTH_ERROR = 10000; // Cloudflare's "Authentication error"
@@ -27,6 +40,7 @@ const BAD_REQUEST = 7400;
 
 let injected = { count: 0, status: 429, retryAfter: 1 };
 const stats = { requests: 0, statements: 0 };
+const received = [];
 
 function envelope(result, init = {}) {
   return Response.json({ result, success: true, errors: [], messages: [] }, init);
@@ -44,6 +58,38 @@ function route(url) {
     /^\/client\/v4\/accounts\/([^/]+)\/d1\/database\/([^/]+)\/(query|raw)$/,
   );
   return match ? { account: match[1], database: match[2], mode: match[3] } : null;
+}
+
+function queueRoute(url) {
+  const match = url.pathname.match(
+    /^\/client\/v4\/accounts\/([^/]+)\/queues\/([^/]+)\/messages(\/batch)?$/,
+  );
+  return match ? { account: match[1], queue: match[2], batch: Boolean(match[3]) } : null;
+}
+
+function queueMessage(item) {
+  const contentType = item?.content_type ?? "json";
+  if (!["json", "text"].includes(contentType)) {
+    throw new TypeError(`content_type must be "json" or "text", not ${JSON.stringify(contentType)}`);
+  }
+  if (contentType === "text" && typeof item.body !== "string") {
+    throw new TypeError("a text message needs a string body");
+  }
+  const options = { contentType };
+  if (item.delay_seconds !== undefined) options.delaySeconds = Number(item.delay_seconds);
+  return { body: item.body, ...options };
+}
+
+async function publish(env, target, body) {
+  if (target.batch) {
+    if (!Array.isArray(body.messages)) throw new TypeError("'messages' must be an array");
+    const options = {};
+    if (body.delay_seconds !== undefined) options.delaySeconds = Number(body.delay_seconds);
+    await env.QUEUE.sendBatch(body.messages.map(queueMessage), options);
+  } else {
+    const { body: messageBody, ...options } = queueMessage(body);
+    await env.QUEUE.send(messageBody, options);
+  }
 }
 
 function statements(body) {
@@ -105,7 +151,45 @@ function cleanMessage(error) {
   return text.replace(/^D1_(?:ERROR|EXEC_ERROR|TYPE_ERROR|COLUMN_NOTFOUND):\s*/, "");
 }
 
+async function handleQueue(request, env, target) {
+  if (request.method !== "POST") return failure(405, BAD_REQUEST, "Method not allowed");
+  if ((request.headers.get("Authorization") ?? "") !== `Bearer ${env.API_TOKEN}`) {
+    return failure(401, AUTH_ERROR, "Authentication error");
+  }
+  if (target.account !== env.ACCOUNT_ID || target.queue !== env.QUEUE_ID) {
+    return failure(404, NOT_FOUND, "Queue not found");
+  }
+  stats.requests += 1;
+  if (injected.count > 0) {
+    injected.count -= 1;
+    const headers = {};
+    if (injected.retryAfter !== null) headers["Retry-After"] = String(injected.retryAfter);
+    return failure(injected.status, injected.status === 429 ? 971 : 10001, "Try again", headers);
+  }
+  let body;
+  try {
+    body = await request.json();
+  } catch {
+    return failure(400, BAD_REQUEST, "Request body is not valid JSON");
+  }
+  try {
+    await publish(env, target, body);
+  } catch (error) {
+    const message = String(error?.message ?? error);
+    const tooLarge = /exceeds|too large|limit/i.test(message);
+    return failure(tooLarge ? 413 : 400, tooLarge ? 11007 : BAD_REQUEST, message);
+  }
+  return envelope(null);
+}
+
 export default {
+  async queue(batch) {
+    for (const message of batch.messages) {
+      received.push({ id: message.id, body: message.body, attempts: message.attempts });
+      message.ack();
+    }
+  },
+
   async fetch(request, env) {
     const url = new URL(request.url);
     const hooks = env.TEST_HOOKS === "1";
@@ -122,7 +206,13 @@ export default {
     if (hooks && url.pathname === "/__test__/stats") {
       return envelope({ ...stats });
     }
+    if (hooks && url.pathname === "/__test__/queue") {
+      return envelope(received);
+    }
     if (url.pathname === "/health") return envelope({ ok: true });
+
+    const queueTarget = queueRoute(url);
+    if (queueTarget) return handleQueue(request, env, queueTarget);
 
     const target = route(url);
     if (!target) return failure(404, NOT_FOUND, `No route for that URI: ${url.pathname}`);

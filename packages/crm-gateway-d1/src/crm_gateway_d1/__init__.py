@@ -11,9 +11,11 @@
 
 from crm_gateway_d1.client import D1Client, D1Conflict, D1QueryError, D1Statement, D1Unavailable
 from crm_gateway_d1.gateway import D1Gateway, create_gateway
+from crm_gateway_d1.queues import CloudflareQueue
 from crm_gateway_d1.uow import D1UnitOfWork
 
 __all__ = [
+    "CloudflareQueue",
     "D1Client",
     "D1Conflict",
     "D1Gateway",

@@ -54,7 +54,7 @@ class D1Error(Exception):
 
 
 class D1Unavailable(Unavailable, D1Error):
-    """D1 could not be reached, throttled us past our patience, or refused the token."""
+    """Cloudflare (D1, Queues) could not be reached, throttled us too long, or refused the token."""
 
     def __init__(self, detail: str, *, code: int | None = None, status: int | None = None) -> None:
         super().__init__(detail)
@@ -162,12 +162,91 @@ def _message(body: Any, fallback: str) -> tuple[int | None, str]:
     return None, fallback
 
 
-class D1Client:
-    """Sends statements and batches to one D1 database over the REST API.
+class CloudflareApi:
+    """Authenticated POSTs to Cloudflare's v4 API with retries (shared by D1 and Queues).
 
-    ``http`` may be given to share a connection pool; otherwise the client
-    owns one and :meth:`close` releases it.
+    429 and 5xx answers and transport failures are retried with exponential
+    backoff and full jitter, waiting what ``Retry-After`` says when it is
+    given (capped at ``max_backoff``); after ``max_attempts`` the service is
+    :class:`D1Unavailable`.  ``http`` may be given to share a connection pool;
+    otherwise the object owns one and :meth:`close` releases it.
     """
+
+    #: Names the service in error messages.
+    service = "Cloudflare"
+
+    def __init__(
+        self,
+        *,
+        api_token: str,
+        api_base: str = DEFAULT_API_BASE,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        backoff: float = 0.25,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.api_base = api_base.rstrip("/")
+        self._owns_http = http is None
+        # 30 s is D1's own limit per query or batch; wait a little longer for the answer.
+        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(timeout + 5.0))
+        self._headers = {"Authorization": f"Bearer {api_token}"}
+        self.max_attempts = max(1, max_attempts)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        #: Requests sent (attempts included): the API's rate limit counts these.
+        self.requests_sent = 0
+
+    async def close(self) -> None:
+        """Release the connection pool if this object owns it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def post(self, url: str, body: Mapping[str, Any]) -> httpx.Response:
+        """POST ``body`` as JSON; return the first answer that is not worth retrying."""
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts
+            try:
+                self.requests_sent += 1
+                response = await self._http.post(url, json=body, headers=self._headers)
+            except httpx.TransportError as exc:
+                if last:
+                    raise D1Unavailable(f"{self.service} is unreachable: {exc!r}") from exc
+                await anyio.sleep(self._delay(attempt, None))
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                if last:
+                    code, message = _message(_json(response), response.reason_phrase)
+                    raise D1Unavailable(
+                        f"{self.service} answered {status} ({message}) after {attempt} attempts",
+                        code=code,
+                        status=status,
+                    )
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                await anyio.sleep(self._delay(attempt, wait))
+                continue
+            if status in (401, 403):
+                _code, message = _message(_json(response), response.reason_phrase)
+                raise D1Unavailable(
+                    f"{self.service} refused the API token ({message})", status=status
+                )
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns/raises
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before the next attempt: the server's word, else backoff."""
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff)
+        # Full jitter keeps many clients throttled together from retrying in step.
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        return _JITTER.uniform(ceiling / 2, ceiling)
+
+
+class D1Client(CloudflareApi):
+    """Sends statements and batches to one D1 database over the REST API."""
+
+    service = "D1"
 
     def __init__(
         self,
@@ -186,17 +265,16 @@ class D1Client:
             raise ValidationError("CRM_DATABASE_URL", "d1:// needs an account id and a database id")
         if not api_token:
             raise ValidationError("CRM_D1_API_TOKEN", "is required for a d1:// database")
-        base = api_base.rstrip("/")
-        self.endpoint = f"{base}/accounts/{account_id}/d1/database/{database_id}"
-        self._owns_http = http is None
-        # 30 s is D1's own limit per query or batch; wait a little longer for the answer.
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(timeout + 5.0))
-        self._headers = {"Authorization": f"Bearer {api_token}"}
-        self.max_attempts = max(1, max_attempts)
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        #: Requests sent (attempts included): the REST API's rate limit counts these.
-        self.requests_sent = 0
+        super().__init__(
+            api_token=api_token,
+            api_base=api_base,
+            http=http,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
+        self.endpoint = f"{self.api_base}/accounts/{account_id}/d1/database/{database_id}"
 
     @classmethod
     def from_env(
@@ -211,11 +289,6 @@ class D1Client:
             api_base=env.get("CRM_D1_API_BASE", "") or DEFAULT_API_BASE,
             **options,
         )
-
-    async def close(self) -> None:
-        """Release the connection pool if this client owns it."""
-        if self._owns_http:
-            await self._http.aclose()
 
     async def query(self, sql: str, params: Sequence[Param] = ()) -> D1Result:
         """Run one statement."""
@@ -237,46 +310,11 @@ class D1Client:
             body: dict[str, Any] = statements[0].payload()
         else:
             body = {"batch": [s.payload() for s in statements]}
-        answer = await self._post("/query", body)
+        answer = _answer(await self.post(self.endpoint + "/query", body))
         results = answer.get("result")
         if not isinstance(results, list) or len(results) != len(statements):
             raise D1Unavailable("D1 answered with an unexpected result shape")
         return [_result(item) for item in results]
-
-    async def _post(self, path: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        url = self.endpoint + path
-        for attempt in range(1, self.max_attempts + 1):
-            last = attempt == self.max_attempts
-            try:
-                self.requests_sent += 1
-                response = await self._http.post(url, json=body, headers=self._headers)
-            except httpx.TransportError as exc:
-                if last:
-                    raise D1Unavailable(f"D1 is unreachable: {exc!r}") from exc
-                await anyio.sleep(self._delay(attempt, None))
-                continue
-            status = response.status_code
-            if status == 429 or status >= 500:
-                if last:
-                    code, message = _message(_json(response), response.reason_phrase)
-                    raise D1Unavailable(
-                        f"D1 answered {status} ({message}) after {attempt} attempts",
-                        code=code,
-                        status=status,
-                    )
-                wait = retry_after_seconds(response.headers.get("Retry-After"))
-                await anyio.sleep(self._delay(attempt, wait))
-                continue
-            return _answer(response)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns/raises
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before the next attempt: the server's word, else backoff."""
-        if retry_after is not None:
-            return min(retry_after, self.max_backoff)
-        # Full jitter keeps many clients throttled together from retrying in step.
-        ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        return _JITTER.uniform(ceiling / 2, ceiling)
 
 
 def _json(response: httpx.Response) -> Any:
@@ -290,9 +328,6 @@ def _answer(response: httpx.Response) -> Mapping[str, Any]:
     """Check a non-retryable answer; raise the matching domain error for failures."""
     body = _json(response)
     status = response.status_code
-    if status in (401, 403):
-        _code, message = _message(body, response.reason_phrase)
-        raise D1Unavailable(f"D1 refused the API token ({message})", status=status)
     if status >= 400 or not isinstance(body, Mapping) or body.get("success") is False:
         code, message = _message(body, f"HTTP {status}")
         if "UNIQUE constraint failed" in message:
@@ -324,6 +359,7 @@ __all__ = [
     "DEFAULT_API_BASE",
     "MAX_PARAMS",
     "MAX_STATEMENT_BYTES",
+    "CloudflareApi",
     "D1Client",
     "D1Conflict",
     "D1Error",

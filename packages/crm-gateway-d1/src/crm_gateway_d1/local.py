@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from crm_gateway_d1.client import D1Client
+from crm_gateway_d1.queues import CloudflareQueue
 
 #: The bearer the local D1 expects by default: it listens on loopback only.
 LOCAL_BEARER = "local-d1-token"
@@ -53,6 +54,7 @@ class LocalD1:
         token: str = LOCAL_BEARER,
         account_id: str = "local-account",
         database_id: str = "local-database",
+        queue_id: str = "local-queue",
         test_hooks: bool = False,
         startup_timeout: float = 60.0,
     ) -> None:
@@ -60,6 +62,7 @@ class LocalD1:
         self.token = token
         self.account_id = account_id
         self.database_id = database_id
+        self.queue_id = queue_id
         self.test_hooks = test_hooks
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[str] | None = None
@@ -92,6 +95,8 @@ class LocalD1:
             self.account_id,
             "--database",
             self.database_id,
+            "--queue",
+            self.queue_id,
         ]
         if self.test_hooks:
             command.append("--test-hooks")
@@ -165,6 +170,18 @@ class LocalD1:
             max_attempts=max_attempts,
         )
 
+    def queue(self, *, max_attempts: int = 5) -> CloudflareQueue:
+        """A Cloudflare Queues producer for this process's queue (published as ``events``)."""
+        return CloudflareQueue(
+            self.account_id,
+            api_token=self.token,
+            api_base=self.api_base,
+            queue_ids={"events": self.queue_id},
+            backoff=0.01,
+            max_backoff=2.0,
+            max_attempts=max_attempts,
+        )
+
     def settings(self) -> dict[str, str]:
         """The environment variables that point the CRM at this database."""
         return {
@@ -186,6 +203,14 @@ class LocalD1:
     def fail_next(self, count: int, status: int = 429, retry_after: float | None = 1) -> None:
         """Make the next ``count`` API requests answer ``status`` (with ``Retry-After``)."""
         self._hook("/__test__/fail", {"count": count, "status": status, "retry_after": retry_after})
+
+    def received(self) -> list[dict[str, Any]]:
+        """Messages the local queue consumer received so far, in delivery order."""
+        root = self.api_base.removesuffix("/client/v4")
+        response = httpx.get(root + "/__test__/queue")
+        response.raise_for_status()
+        messages: list[dict[str, Any]] = response.json()["result"]
+        return messages
 
     def requests(self) -> int:
         """API requests that reached D1 so far (to prove batching)."""
