@@ -87,8 +87,15 @@ class CrmPlugin(InitPluginProtocol):
         from crm_http_litestar.routes import all_routes
 
         settings = self.config.settings
-        app_config.route_handlers.extend(all_routes())
-        app_config.route_handlers.extend(self.config.extra_routes)
+        # One router around every route, so the body limit applies to all of them
+        # (Litestar reads the app-level limit from its constructor, not from the config).
+        app_config.route_handlers.append(
+            Router(
+                path="/",
+                route_handlers=[*all_routes(), *self.config.extra_routes],
+                request_max_body_size=settings.max_body_bytes,
+            )
+        )
         app_config.lifespan.append(self._lifespan)
         app_config.on_startup.append(check_route_permissions)
 
