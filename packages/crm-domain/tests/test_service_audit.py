@@ -8,7 +8,13 @@ from typing import Any
 import attrs
 import pytest
 
-from crm_domain.audit import AuditEntryFactory
+from crm_domain.audit import (
+    AuditAction,
+    AuditEntryFactory,
+    DirectAuditRecorder,
+    describe_failure,
+    outcome_of,
+)
 from crm_domain.entities import AuditOutcome, Role
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable
 from crm_domain.queries import AuditQuery
@@ -132,3 +138,40 @@ async def test_write_commits_data_events_and_audit_together(world: Any) -> None:
     assert await world.audit() == audit_before
     async with world.gateway.unit_of_work(world.sydney.id) as uow:
         assert (await uow.contacts.get(contact_id)).first_name == "Ada"
+
+
+async def test_entry_factory_copies_the_context_and_clips_outside_input(world: Any) -> None:
+    ctx = attrs.evolve(world.ctx(), user_agent="x" * 5000, request_path="/api/\x00contacts")
+    entry = AuditEntryFactory(world.clock, world.ids).build(
+        ctx, AuditAction.READ, "contact", "c-1", outcome=AuditOutcome.DENIED
+    )
+    assert entry.user_agent == "x" * 500
+    assert entry.request_path == "/api/contacts"
+    assert (entry.tenant_id, entry.user_id, entry.ip_address) == (
+        world.sydney.id,
+        ctx.user_id,
+        "127.0.0.1",
+    )
+    assert (entry.action, entry.outcome, entry.occurred_at) == (
+        "READ",
+        AuditOutcome.DENIED,
+        world.clock.now(),
+    )
+    system = AuditEntryFactory(world.clock, world.ids).build(
+        ctx, "LOGIN", "session", use_context_tenant=False
+    )
+    assert system.tenant_id is None
+    # The direct recorder makes it durable in its chain at once.
+    await DirectAuditRecorder(world.gateway).record(entry)
+    assert (await world.audit())[-1].id == entry.id
+
+
+def test_failures_are_described_without_echoing_input() -> None:
+    from crm_domain.errors import ValidationError
+
+    error = ValidationError("phone", "not a phone number: '+61 400 000 000'")
+    assert describe_failure(error) == "ValidationError: phone"
+    assert describe_failure(Conflict("x")) == "Conflict"
+    assert describe_failure(KeyError("secret")) == "error: KeyError"
+    assert outcome_of(PermissionDenied("no")) is AuditOutcome.DENIED
+    assert outcome_of(NotFound("no")) is AuditOutcome.FAILED
