@@ -62,8 +62,24 @@ _OPT_OUT_PHRASES = [
     r"\b(?:do\s+not|don'?t)\s+want\s+to\s+(?:receive|get)\b",
     r"\bleave\s+me\s+alone\b",
     r"\bstopall\b",
+    r"\bopt\s+me\s+out\b",
+    r"\bwant\s+out\s+of\b",
+    r"\boff\s+(?:your|the|this|ur)\s+(?:list|system|database|texts|sms)\b",
+    r"\b(?:no\s+longer|don'?t|do\s+not|never)\s+(?:wish|want)\s+to\s+(?:receive|get|be\s+(?:contacted|texted))\b",
+    r"\brevoke\b",
 ]
 _OPT_OUT_RE = re.compile("|".join(_OPT_OUT_PHRASES))
+
+#: A carrier keyword anywhere in the message is an opt-out ("This is harassment, stop",
+#: "stop!! wrong person", "Quit texting me") unless it is plainly another use of the
+#: word.  Recall matters more than precision here: a wrong opt-out costs a phone call,
+#: a missed one breaks the law.
+_KEYWORD_ANYWHERE_RE = re.compile(r"\b(?:stop|stopall|unsubscribe|unsub|quit|optout)\b")
+_KEYWORD_OTHER_USE_RE = re.compile(
+    r"\bstop\s+(?:by|in|over|off|at|past|for)\b|\b(?:bus|pit|non|full|last|next|first)[\s-]stop\b|"
+    r"\b(?:can'?t|cannot|won'?t)\s+stop\b|\bstop(?:ped)?\s+(?:bleeding|hurting|working|eating|taking)\b|"
+    r"\bquit\s+(?:my|smoking|drinking|work|the)\b"
+)
 
 # Reminder boilerplate that patients quote back ("Reply STOP to opt out").
 _BOILERPLATE_RE = re.compile(
@@ -86,7 +102,13 @@ _RESCHEDULE_RE = re.compile(
     r"\banything\s+(?:later|earlier|else|on|next|in)\b|\b(?:any|an)\s+(?:earlier|later)\b|"
     r"\bsomething\s+(?:next|later|earlier|else|after|before|on|in)\b|"
     r"\bwhat\s+about\b|\bhow\s+about\b|\b(?:is|are)\s+\w+(?:\s+\w+)?\s+(?:available|free)\b|"
-    r"\blater\s+in\s+the\b|\b(?:could|can|shall)\s+(?:we|i|you)\s+(?:do|make\s+it|book|go\s+for|try)\s+"
+    r"\blater\s+in\s+the\b|\b(?:suit|suits|work|works)\s+(?:me\s+)?better\b|"
+    r"\bwould\s+(?:\w+\s+){1,2}(?:work|suit|be\s+(?:ok|okay|possible|free))\b|"
+    r"\bwhat\s+else\s+(?:do\s+you\s+have|is\s+(?:there|available|free))\b|"
+    r"\bdo\s+you\s+have\s+(?:a|an|any)\s+(?:mon|tue|wed|thu|fri|sat|sun|morning|afternoon|"
+    r"evening|earlier|later)|\b(?:any|a|another)\s+(?:appointments?|appts?|slots?|times?|"
+    r"spots?|openings?|availability)\b|\b(?:later|earlier|different|another)\s+(?:time|slot|"
+    r"appointment|appt|day)\b|\b(?:later|earlier)\s+(?:this|next)\s+week\b|\b(?:could|can|shall)\s+(?:we|i|you)\s+(?:do|make\s+it|book|go\s+for|try)\s+"
     r"(?:\w+\s+)?(?:mon|tue|wed|thu|fri|sat|sun|tomorrow|tmrw|next|the\s+\d|\d)|\bcan\s+(?:i|we)\s+(?:come|do|make\s+it)\s+"
     r"(?:at|on|in|tmrw|tomorrow|next|later|earlier|the)\b"
 )
@@ -99,7 +121,9 @@ _CANCEL_RE = re.compile(
     r"\bwont\s+(?:be|make|come)\b|"
     r"\bnot\s+(?:coming|attending|going\s+to\s+(?:make|come|attend)|able\s+to|gonna)\b|"
     r"\bunable\s+to\b|\b(?:don'?t|do\s+not|no\s+longer)\s+need\b|\bdecided\s+not\b|"
-    r"\bdone\s+elsewhere\b"
+    r"\bdone\s+elsewhere\b|\bgive\s+(?:\w+\s+){0,2}a\s+miss\b|\bnot\s+going\s+ahead\b|"
+    r"\bcan'?t\s+do\b|\bchanged\s+my\s+mind\b|\b(?:delete|remove|drop)\s+(?:my|the|this)\s+"
+    r"(?:appointment|appt|booking|scan)\b"
 )
 _NO_RE = re.compile(r"^(?:n|no|nope|nah|no\s+thanks?|no\s+sorry)\b")
 
@@ -111,9 +135,12 @@ _CONFIRM_START_RE = re.compile(
 _CONFIRM_ANY_RE = re.compile(
     r"\b(?:i'?ll|ill|i\s+will|we'?ll|we\s+will|will)\s+(?:be\s+there|attend|come)\b|"
     r"\bsee\s+(?:you|ya|u)\b|\bi\s+can\s+(?:make\s+it|attend|come)\b|\bcan\s+attend\b|"
-    r"\blooking\s+forward\b|\bi\s+confirm\b|\bconfirm(?:ed|ing)\b|\bstill\s+on\b"
+    r"\blooking\s+forward\b|\b(?:can'?t|cannot)\s+wait\b|\bi\s+confirm\b|\bconfirm(?:ed|ing)\b|\bstill\s+on\b"
 )
-_WEAK_CONFIRM_RE = re.compile(r"^(?:ok|okay|okie|k|kk|ok\s+thanks?|okay\s+thanks?|sure)\b")
+_WEAK_CONFIRM_RE = re.compile(
+    r"^(?:ok|okay|okie|k|kk|ok\s+thanks?|okay\s+thanks?|sure|fine|that'?s\s+fine|that\s+works|"
+    r"works\s+for\s+me|all\s+set)\b"
+)
 _CONFIRM_EMOJI = ("👍", "✅", "👌", "🆗", "✔")
 
 _QUESTION_START_RE = re.compile(
@@ -174,6 +201,38 @@ def keyword_opt_out(own: str) -> bool:
     return all(w in OPT_OUT_KEYWORDS for w in joined.split())
 
 
+#: Keywords long enough that a one-letter slip still cannot be another common word.
+_FUZZY_KEYWORDS = ("stop", "stopall", "unsubscribe", "unsub", "quit", "revoke", "optout")
+
+
+def _within_one_edit(word: str, target: str) -> bool:
+    """Damerau-Levenshtein distance ≤ 1 (one insert, delete, substitute or swap)."""
+    if word == target:
+        return True
+    if abs(len(word) - len(target)) > 1:
+        return False
+    if len(word) == len(target):
+        diffs = [i for i, (a, b) in enumerate(zip(word, target, strict=True)) if a != b]
+        if len(diffs) == 1:
+            return True
+        return (
+            len(diffs) == 2
+            and diffs[1] == diffs[0] + 1
+            and word[diffs[0]] == target[diffs[1]]
+            and word[diffs[1]] == target[diffs[0]]
+        )
+    short, long = (word, target) if len(word) < len(target) else (target, word)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def typo_opt_out(own: str) -> bool:
+    """A one-word message one slip away from a keyword ("STOPP", "stpo", "unsubscibe")."""
+    words = [w for w in _words(own) if w not in _FILLER]
+    if len(words) != 1 or len(words[0]) < 4:
+        return False
+    return any(_within_one_edit(words[0], k) for k in _FUZZY_KEYWORDS)
+
+
 def is_bare_cancel(own: str) -> bool:
     """A one-word CANCEL (any case, punctuation or emoji around it)."""
     words = [w for w in _words(own) if w not in _FILLER]
@@ -203,11 +262,19 @@ def classify(text: str, context: SmsContext) -> IntentGuess:
         return IntentGuess(SmsIntent.OPT_OUT, 0.99, "carrier opt-out keyword")
     if _OPT_OUT_RE.search(own):
         return IntentGuess(SmsIntent.OPT_OUT, 0.95, "asks to stop messages")
+    if _KEYWORD_ANYWHERE_RE.search(own) and not _KEYWORD_OTHER_USE_RE.search(own):
+        return IntentGuess(SmsIntent.OPT_OUT, 0.85, "opt-out keyword in the message")
+    if typo_opt_out(own):
+        return IntentGuess(SmsIntent.OPT_OUT, 0.8, "misspelt opt-out keyword")
 
     plain = _NEUTRAL_RE.sub(" ", own).strip()
     if _RESCHEDULE_RE.search(plain):
         return IntentGuess(SmsIntent.RESCHEDULE, 0.9, "asks for another time")
+    if _CONFIRM_ANY_RE.search(plain) and not _CANCEL_RE.search(plain):
+        return IntentGuess(SmsIntent.CONFIRM, 0.9, "confirms attendance")
     if _CANCEL_RE.search(plain):
+        if "?" in plain and proposed_time(own, context) is not None:
+            return IntentGuess(SmsIntent.RESCHEDULE, 0.8, "cannot attend and offers another time")
         return IntentGuess(SmsIntent.CANCEL, 0.9, "cancels or cannot attend")
     if booking and _NO_RE.match(plain):
         return IntentGuess(SmsIntent.CANCEL, 0.75, "says no to the reminder")
