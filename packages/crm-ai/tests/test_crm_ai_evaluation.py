@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from crm_domain.entities import SmsIntent
 
-from crm_ai.datasets import lead_examples, sms_examples
+from crm_ai.datasets import SmsExample, Split, lead_examples, sms_examples
 from crm_ai.evaluation import TARGETS, evaluate, main, misses, render
 from crm_ai.heuristic import HeuristicProvider
 
@@ -13,25 +13,30 @@ pytestmark = pytest.mark.anyio
 
 
 def test_the_sets_are_big_enough_and_disjoint() -> None:
-    dev, held = sms_examples("dev"), sms_examples("heldout")
+    dev, held, blind = sms_examples("dev"), sms_examples("heldout"), sms_examples("blind")
     assert len(dev) + len(held) >= 300
     assert len(lead_examples("dev")) + len(lead_examples("heldout")) >= 100
     assert len(held) >= 100
-    # The same text may appear in both splits only with a different context.
-    assert not {(e.text, e.context.has_upcoming_booking) for e in dev} & {
-        (e.text, e.context.has_upcoming_booking) for e in held
-    }
-    for split in (dev, held):
+    assert lead_examples("blind") == ()
+
+    def keys(split: tuple[SmsExample, ...]) -> set[tuple[str, bool]]:
+        return {(e.text, e.context.has_upcoming_booking) for e in split}
+
+    # The same text may appear in two splits only with a different context.
+    assert not keys(dev) & keys(held)
+    assert not keys(dev) & keys(blind)
+    assert not keys(held) & keys(blind)
+    for split in (dev, held, blind):
         assert {e.intent for e in split} == set(SmsIntent)
 
 
-@pytest.mark.parametrize("split", ["dev", "heldout"])
-async def test_opt_out_recall_is_one_on_both_splits(split: str) -> None:
+@pytest.mark.parametrize("split", ["dev", "heldout", "blind"])
+async def test_opt_out_recall_is_one_on_every_split(split: Split) -> None:
     # A correctness rule, not a tuning target: every opt-out must be honoured.
     ai = HeuristicProvider()
     missed = [
         e.text
-        for e in sms_examples(split)  # type: ignore[arg-type]
+        for e in sms_examples(split)
         if e.intent is SmsIntent.OPT_OUT
         and (await ai.detect_sms_intent(e.text, e.context)).intent is not SmsIntent.OPT_OUT
     ]

@@ -18,8 +18,9 @@ import attrs
 from crm_domain.entities import BookingStatus, SmsIntent, TouchpointKind
 from crm_domain.ports.ai import LeadProfile, SmsContext, TouchpointFact, WarmnessBand
 
-Split = Literal["dev", "heldout"]
-SPLITS: tuple[Split, ...] = ("dev", "heldout")
+Split = Literal["dev", "heldout", "blind"]
+#: ``blind`` holds SMS replies written after the rules were frozen (no lead profiles).
+SPLITS: tuple[Split, ...] = ("dev", "heldout", "blind")
 
 #: The fixed "now" of the evaluation: a Tuesday morning in Sydney.
 EVAL_NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -68,7 +69,10 @@ def sms_examples(split: Split) -> tuple[SmsExample, ...]:
 def lead_examples(split: Split) -> tuple[LeadExample, ...]:
     """The lead profiles of one split, with ``created_at``/touchpoints relative to EVAL_NOW."""
     out: list[LeadExample] = []
-    for line in _read(f"leads_{split}.jsonl").splitlines():
+    name = f"leads_{split}.jsonl"
+    if not resources.files("crm_ai.data").joinpath(name).is_file():
+        return ()
+    for line in _read(name).splitlines():
         if not line.strip():
             continue
         row = json.loads(line)

@@ -7,7 +7,8 @@ held-out split misses a target, so CI can run it.
 
 Options: ``--provider NAME`` (an entry point in ``crm.ai``, default
 ``heuristic``; settings come from ``CRM_AI_*`` environment variables) and
-``--split dev|heldout|both``.
+``--split dev|heldout|blind|all``.  ``blind`` holds SMS replies written after
+the rules were frozen and never tuned on: its figures are reported, not gated.
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ async def evaluate(provider: AIProvider, split: Split) -> Report:
         intent_classes=intent_classes,
         intent_confusion=intent_matrix,
         intent_errors=tuple(errors),
-        band_exact=exact / len(band_pairs),
-        band_within_one=near / len(band_pairs),
+        band_exact=exact / len(band_pairs) if band_pairs else 1.0,
+        band_within_one=near / len(band_pairs) if band_pairs else 1.0,
         band_classes=band_classes,
         band_confusion=band_matrix,
         sms_count=len(intent_pairs),
@@ -149,6 +150,8 @@ def render(report: Report, *, show_errors: bool = False) -> str:
     if show_errors and report.intent_errors:
         lines.append("  misclassified:")
         lines += [f"    {t!r}: {truth} -> {guess}" for t, truth, guess in report.intent_errors]
+    if not report.lead_count:
+        return "\n".join(lines)
     lines += [
         f"Warmness: {report.lead_count} leads, band exact {report.band_exact:.3f}, "
         f"within one band {report.band_within_one:.3f}",
@@ -199,10 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m crm_ai.evaluation", description=__doc__)
     parser.add_argument("--provider", default=os.environ.get("CRM_AI_PROVIDER", "heuristic"))
-    parser.add_argument("--split", choices=[*SPLITS, "both"], default="both")
+    parser.add_argument("--split", choices=[*SPLITS, "all"], default="all")
     parser.add_argument("--errors", action="store_true", help="list misclassified replies")
     args = parser.parse_args(argv)
-    splits: list[Split] = ["heldout", "dev"] if args.split == "both" else [args.split]
+    splits: list[Split] = ["heldout", "blind", "dev"] if args.split == "all" else [args.split]
     return anyio.run(_main, args.provider, splits, args.errors)
 
 
