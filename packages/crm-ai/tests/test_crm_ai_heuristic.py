@@ -19,8 +19,11 @@ from crm_domain.ports.ai import (
     WarmnessBand,
 )
 from crm_domain.ports.analytics import Dimension, Metric, MetricRow
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_ai.heuristic import HeuristicProvider
+from crm_ai.heuristic.intent import classify, proposed_time
 
 pytestmark = pytest.mark.anyio
 
@@ -523,3 +526,19 @@ async def test_task_priority(
     result = await ai.prioritize_task(title, profile)
     assert result.priority is priority
     assert result.reason
+
+
+# --- arbitrary input ----------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=200), booked=st.booleans())
+def test_intent_rules_never_raise_and_keywords_always_opt_out(text: str, booked: bool) -> None:
+    context = SmsContext(received_at=NOW, timezone="Australia/Sydney", has_upcoming_booking=booked)
+    guess = classify(text, context)
+    assert isinstance(guess.intent, SmsIntent)
+    assert 0.0 <= guess.confidence <= 1.0
+    when = proposed_time(text, context)
+    assert when is None or when.tzinfo is not None
+    # Whatever else is in the message, a leading STOP line is an opt-out.
+    assert classify("STOP\n" + text, context).intent is SmsIntent.OPT_OUT

@@ -71,6 +71,7 @@ def analyse(
             continue
         total = sum(float(r.value) for r in good)
         average_metric = metric.startswith("avg_")
+        verb = "is" if average_metric else "are"
         series = _series(tuple(good))
         if series:
             dim, points = series
@@ -83,7 +84,7 @@ def analyse(
                 if abs(rel) >= 0.05:
                     direction = "rising" if slope > 0 else "falling"
                     findings.append(
-                        f"{name.capitalize()} are {direction} {dim} by {dim} "
+                        f"{name.capitalize()} {verb} {direction} {dim} by {dim} "
                         f"(from {_fmt(first)} in {points[0][0]} "
                         f"to {_fmt(last)} in {points[-1][0]})."
                     )
@@ -92,7 +93,7 @@ def analyse(
                         recommendations.append(_advice(metric, rising=slope > 0))
                 else:
                     findings.append(
-                        f"{name.capitalize()} are steady {dim} by {dim} (about {_fmt(mean)})."
+                        f"{name.capitalize()} {verb} steady {dim} by {dim} (about {_fmt(mean)})."
                     )
                 findings.extend(_outliers(name, [(b, v) for b, v in points]))
         else:

@@ -162,6 +162,11 @@ class RemoteProvider:
             self.breaker.failure()
             log.warning("AI provider %s call failed: %s", self.name, type(exc).__name__)
             raise ProviderDown(f"AI provider {self.name} is unavailable ({exc})") from None
+        except BaseException:
+            # Cancelled (a caller's timeout): not the provider's fault, but a half-open
+            # breaker must not wait forever for a trial call that will never report.
+            self.breaker.abandon()
+            raise
         self.breaker.success()
         try:
             payload = response.json()

@@ -59,6 +59,10 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_running = False
 
+    def abandon(self) -> None:
+        """A call was cancelled: neither success nor failure, but free the trial slot."""
+        self._trial_running = False
+
     def failure(self) -> None:
         """Record a failed call (may open the breaker)."""
         self._failures += 1
