@@ -17,7 +17,7 @@ def test_the_sets_are_big_enough_and_disjoint() -> None:
     assert len(dev) + len(held) >= 300
     assert len(lead_examples("dev")) + len(lead_examples("heldout")) >= 100
     assert len(held) >= 100
-    assert lead_examples("blind") == ()
+    assert len(lead_examples("blind")) >= 30
 
     def keys(split: tuple[SmsExample, ...]) -> set[tuple[str, bool]]:
         return {(e.text, e.context.has_upcoming_booking) for e in split}

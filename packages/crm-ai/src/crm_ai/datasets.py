@@ -19,7 +19,7 @@ from crm_domain.entities import BookingStatus, SmsIntent, TouchpointKind
 from crm_domain.ports.ai import LeadProfile, SmsContext, TouchpointFact, WarmnessBand
 
 Split = Literal["dev", "heldout", "blind"]
-#: ``blind`` holds SMS replies written after the rules were frozen (no lead profiles).
+#: ``blind`` holds replies and profiles written after the rules were frozen (never tuned on).
 SPLITS: tuple[Split, ...] = ("dev", "heldout", "blind")
 
 #: The fixed "now" of the evaluation: a Tuesday morning in Sydney.
