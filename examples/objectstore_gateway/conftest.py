@@ -1,0 +1,8 @@
+"""Make the example's modules importable by its tests (it is not an installed package)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
