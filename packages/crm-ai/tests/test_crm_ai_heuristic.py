@@ -542,3 +542,80 @@ def test_intent_rules_never_raise_and_keywords_always_opt_out(text: str, booked:
     assert when is None or when.tzinfo is not None
     # Whatever else is in the message, a leading STOP line is an opt-out.
     assert classify("STOP\n" + text, context).intent is SmsIntent.OPT_OUT
+
+
+@pytest.mark.parametrize(
+    ("question", "metrics", "dims", "start", "end", "locations"),
+    [
+        (
+            "How many bookings did BNE have last quarter?",
+            [Metric.BOOKINGS],
+            (),
+            datetime(2025, 10, 1, tzinfo=SYD),
+            datetime(2026, 1, 1, tzinfo=SYD),
+            ("BNE",),
+        ),
+        (
+            "completed scans per month in 2025",
+            [Metric.COMPLETED],
+            (Dimension.MONTH,),
+            datetime(2025, 1, 1, tzinfo=SYD),
+            datetime(2026, 1, 1, tzinfo=SYD),
+            (),
+        ),
+        (
+            "SMS sent vs received yesterday",
+            [Metric.SMS_INBOUND, Metric.SMS_OUTBOUND],
+            (),
+            datetime(2026, 3, 9, tzinfo=SYD),
+            datetime(2026, 3, 10, tzinfo=SYD),
+            (),
+        ),
+        (
+            "new patients from Facebook last week",
+            [Metric.NEW_CONTACTS],
+            (Dimension.SOURCE,),
+            datetime(2026, 3, 2, tzinfo=SYD),
+            datetime(2026, 3, 9, tzinfo=SYD),
+            (),
+        ),
+        (
+            "Compare no-shows across clinics for Q4",
+            [Metric.NO_SHOWS],
+            (Dimension.LOCATION,),
+            datetime(2025, 10, 1, tzinfo=SYD),
+            datetime(2026, 1, 1, tzinfo=SYD),
+            (),
+        ),
+        (
+            "weekly bookings at SYD and MEL in January",
+            [Metric.BOOKINGS],
+            (Dimension.WEEK,),
+            datetime(2026, 1, 1, tzinfo=SYD),
+            datetime(2026, 2, 1, tzinfo=SYD),
+            ("SYD", "MEL"),
+        ),
+        (
+            "BOOKINGS LAST MONTH",
+            [Metric.BOOKINGS],
+            (),
+            datetime(2026, 2, 1, tzinfo=SYD),
+            datetime(2026, 3, 1, tzinfo=SYD),
+            (),
+        ),
+    ],
+)
+async def test_more_report_phrasing(
+    ai: HeuristicProvider,
+    question: str,
+    metrics: list[Metric],
+    dims: tuple[Dimension, ...],
+    start: datetime,
+    end: datetime,
+    locations: tuple[str, ...],
+) -> None:
+    result = await ai.parse_report_query(question, NOW, "Australia/Sydney")
+    assert [q.metric for q in result.queries] == metrics
+    assert all(q.dimensions == dims for q in result.queries)
+    assert all((q.start, q.end) == (start, end) for q in result.queries)
+    assert result.locations == locations

@@ -15,17 +15,28 @@ from zoneinfo import ZoneInfo
 
 from crm_domain.ports.analytics import Dimension, Metric, MetricQuery
 
+#: A booking noun that may follow a status word ("completed scans", "no-show bookings").
+_BOOKING_NOUN = r"(?:\s+(?:scans?|appointments?|appts?|bookings?|exams?|visits?))?"
+
 _METRICS: tuple[tuple[str, Metric], ...] = (
     (
-        r"no[\s-]?shows?|did\s*n[o']t\s+(?:show|turn\s+up|attend)|missed\s+appointments?",
+        r"(?:no[\s-]?shows?|did\s*n[o']t\s+(?:show|turn\s+up|attend)|missed)" + _BOOKING_NOUN,
         Metric.NO_SHOWS,
     ),
-    (r"cancell?ations?|cancell?ed", Metric.CANCELLATIONS),
-    (r"(?:average|avg|mean)\s+(?:lead\s+)?warmness|warmness|lead\s+score", Metric.AVG_WARMNESS),
-    (r"completed|attended|scans?\s+done|appointments?\s+completed", Metric.COMPLETED),
-    (r"(?:new\s+)?(?:leads?|contacts?|enquir(?:y|ies)|sign[\s-]?ups?)", Metric.NEW_CONTACTS),
+    (r"(?:cancell?ations?|cancell?ed)" + _BOOKING_NOUN, Metric.CANCELLATIONS),
+    (r"(?:average|avg|mean)\s+(?:lead\s+)?warmness|warmness|lead\s+scores?", Metric.AVG_WARMNESS),
     (
-        r"(?:inbound|incoming|received)\s+(?:sms|texts?|messages?)|(?:sms|text)\s+replies|replies",
+        r"(?:completed|attended|finished)" + _BOOKING_NOUN + r"|(?:scans?|appointments?)\s+"
+        r"(?:done|completed)",
+        Metric.COMPLETED,
+    ),
+    (
+        r"(?:new\s+)?(?:leads?|contacts?|enquir(?:y|ies)|sign[\s-]?ups?)|new\s+patients?",
+        Metric.NEW_CONTACTS,
+    ),
+    (
+        r"(?:inbound|incoming|received)\s+(?:sms|texts?|messages?)|(?:sms|text)\s+replies|replies|"
+        r"(?:vs\.?|versus|and)\s+received",
         Metric.SMS_INBOUND,
     ),
     (
@@ -34,6 +45,13 @@ _METRICS: tuple[tuple[str, Metric], ...] = (
     ),
     (r"open\s+tasks?|tasks?", Metric.TASKS_OPEN),
     (r"bookings?|appointments?|appts?|scans?|visits?", Metric.BOOKINGS),
+)
+
+#: "from Facebook" cannot filter (queries have no filters) but grouping by source
+#: shows that source's row.
+_SOURCE_NAMED_RE = re.compile(
+    r"\b(?:from|via|through|by)\s+(?:facebook|instagram|meta|google|adwords|our\s+website|"
+    r"the\s+website|website|wix|manychat|referrals?|walk[\s-]?ins?|phone\s+calls?)\b"
 )
 
 _GROUP_WORDS: tuple[tuple[str, Dimension], ...] = (
@@ -96,8 +114,40 @@ _MONTHS = {
     for name in names
 }
 _MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
-_LOCATION_RE = re.compile(r"\b(?:at|for|in)\s+(?:location\s+|clinic\s+)?([A-Z]{2,6}\d?)\b")
-_NOT_LOCATIONS = frozenset({"SMS", "MRI", "CT", "PET", "AM", "PM", "UTC", "ID"})
+_LOCATION_RE = re.compile(r"\b([A-Z]{2,5}\d?)\b")
+#: Upper-case words that are not location codes.
+_NOT_LOCATIONS = frozenset(
+    {
+        "SMS",
+        "MRI",
+        "CT",
+        "PET",
+        "AM",
+        "PM",
+        "UTC",
+        "ID",
+        "GP",
+        "OK",
+        "Q1",
+        "Q2",
+        "Q3",
+        "Q4",
+        "YTD",
+        "MTD",
+        "QTD",
+        "AI",
+        "CRM",
+        "XRAY",
+        "DEXA",
+        "US",
+        "USA",
+        "UK",
+        "AU",
+        "VS",
+        "I",
+        "A",
+    }
+)
 _NUMBER_WORDS = {
     "one": 1,
     "two": 2,
@@ -200,6 +250,14 @@ def parse_period(text: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, da
         except ValueError:
             start_day = date(year, month, 1)
         return days(start_day), local, f"since {start_day.isoformat()}"
+    quarter = re.search(r"\bq([1-4])(?:\s+(20\d\d))?\b", low)
+    if quarter:
+        first_month = 3 * (int(quarter[1]) - 1) + 1
+        year = int(quarter[2]) if quarter[2] else today.year
+        if not quarter[2] and date(year, first_month, 1) > today:
+            year -= 1  # "Q4" in March means the last one
+        first = date(year, first_month, 1)
+        return days(first), days(_month_start(year, first_month + 3)), f"Q{quarter[1]} {year}"
     named = re.search(r"\b(?:in|for|during)\s+(" + _MONTH_RE + r")(?:\s+(\d{4}))?\b", low)
     if named:
         month = _MONTHS[named[1]]
@@ -208,6 +266,10 @@ def parse_period(text: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, da
             year = int(named[2])
         first = date(year, month, 1)
         return days(first), days(_month_start(year, month + 1)), first.strftime("%B %Y")
+    year_named = re.search(r"\b(?:in|for|during|of)\s+(20\d\d)\b", low)
+    if year_named:
+        year = int(year_named[1])
+        return days(date(year, 1, 1)), days(date(year + 1, 1, 1)), str(year)
     return local - timedelta(days=30), local, "the last 30 days (no period named)"
 
 
@@ -236,11 +298,15 @@ def parse(
         if m:
             # By end position: "by service and location" ends after "by service".
             dims_found.append((m.end(), dim))
+    source_named = _SOURCE_NAMED_RE.search(low)
+    if source_named:
+        dims_found.append((source_named.end(), Dimension.SOURCE))
     dims = list(dict.fromkeys(d for _pos, d in sorted(dims_found)))
     start, end, period = parse_period(question, now, zone)
-    locations = tuple(
-        dict.fromkeys(code for code in _LOCATION_RE.findall(question) if code not in _NOT_LOCATIONS)
-    )
+    letters = [c for c in question if c.isalpha()]
+    shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.6 * len(letters)
+    codes = [] if shouting else _LOCATION_RE.findall(question)  # capitals everywhere: no codes
+    locations = tuple(dict.fromkeys(code for code in codes if code not in _NOT_LOCATIONS))
     queries: list[MetricQuery] = []
     dropped: list[str] = []
     for metric in metrics:
