@@ -393,9 +393,9 @@ async def test_slots_skip_the_missing_hour_on_dst_start(ai: HeuristicProvider) -
 async def test_campaign_html_is_escaped_and_text_is_plain(ai: HeuristicProvider) -> None:
     result = await ai.generate_campaign(
         CampaignBrief(
-            goal="Win back lapsed patients <script>alert(1)</script>",
+            goal="Win back lapsed patients",
             audience_description="patients not seen for 12 months",
-            service_type="Ultrasound & Doppler",
+            service_type="Ultrasound & Doppler <script>alert(1)</script>",
             clinic_name="Avatar Imaging",
         )
     )
@@ -405,6 +405,27 @@ async def test_campaign_html_is_escaped_and_text_is_plain(ai: HeuristicProvider)
     assert "Ultrasound & Doppler" in result.text
     assert "Avatar Imaging" in result.subject
     assert "{{ unsubscribe_url }}" in result.html and "{{ first_name }}" in result.text
+    # The staff-facing brief chooses the template but is not copied into the email.
+    assert "lapsed" not in result.text and "12 months" not in result.html
+    assert "been a while" in result.text
+
+
+@pytest.mark.parametrize(
+    ("goal", "phrase"),
+    [
+        ("remind patients due for annual screening", "friendly reminder"),
+        ("launch our new 3T MRI", "now available"),
+        ("20% discount promo", "special offer"),
+        ("say hello", "update"),
+    ],
+)
+async def test_campaign_template_follows_the_goal(
+    ai: HeuristicProvider, goal: str, phrase: str
+) -> None:
+    result = await ai.generate_campaign(
+        CampaignBrief(goal=goal, audience_description="all", service_type="MRI", clinic_name="C")
+    )
+    assert phrase in (result.subject + result.text).lower()
 
 
 async def test_insights_find_trends_and_outliers(ai: HeuristicProvider) -> None:
