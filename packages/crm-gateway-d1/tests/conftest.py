@@ -59,35 +59,21 @@ async def d1_client(local_d1: LocalD1) -> AsyncIterator[D1Client]:
         await client.close()
 
 
-@pytest.fixture(scope="session")
-def d1_schema_ready(local_d1: LocalD1) -> LocalD1:
-    """The session's local D1 with the CRM schema applied once."""
-    import anyio
-
-    async def migrate() -> None:
-        gateway = D1Gateway(local_d1.client())
-        try:
-            await gateway.migrate()
-        finally:
-            await gateway.close()
-
-    anyio.run(migrate)
-    return local_d1
-
-
 @pytest.fixture
-async def d1_gateway(d1_schema_ready: LocalD1) -> AsyncIterator[D1Gateway]:
-    """A D1 gateway on an emptied database (every table cleared in one batch)."""
-    gateway = D1Gateway(d1_schema_ready.client())
-    await gateway.client.batch(wipe_statements())
+async def d1_gateway(local_d1: LocalD1) -> AsyncIterator[D1Gateway]:
+    """A D1 gateway on an empty, freshly migrated database."""
+    gateway = D1Gateway(local_d1.client())
+    await gateway.client.batch(drop_statements())
+    await gateway.migrate()
     try:
         yield gateway
     finally:
         await gateway.close()
 
 
-def wipe_statements() -> list[D1Statement]:
-    """``DELETE FROM`` every table, children first (D1 enforces foreign keys)."""
+def drop_statements() -> list[D1Statement]:
+    """Drop every table, children first (D1 enforces foreign keys; triggers go with them)."""
     from crm_gateway_sql.schema import metadata
 
-    return [D1Statement(f"DELETE FROM {t.name}") for t in reversed(metadata.sorted_tables)]
+    tables = [t.name for t in reversed(metadata.sorted_tables)] + ["alembic_version"]
+    return [D1Statement(f"DROP TABLE IF EXISTS {name}") for name in tables]

@@ -18,6 +18,7 @@ from crm_gateway_sql import mapping, schema
 from crm_gateway_d1.client import MAX_PARAMS, D1Client
 from crm_gateway_d1.gateway import D1Gateway, create_gateway, parse_url
 from crm_gateway_d1.local import LocalD1
+from crm_gateway_d1.migrations import current_revision, upgrade
 from crm_gateway_d1.sql import chunked_insert
 
 pytestmark = [pytest.mark.d1, pytest.mark.anyio]
@@ -140,13 +141,25 @@ async def test_audit_race_between_processes_is_relinked(
     assert verify_chain(chain, tenant) is None
 
 
-async def test_migrate_is_idempotent(d1_gateway: D1Gateway) -> None:
+async def test_migrations_come_from_the_sql_gateways_alembic_revisions(
+    d1_gateway: D1Gateway, local_d1: LocalD1
+) -> None:
+    assert await current_revision(d1_gateway.client) == "0001_baseline"
+    before = local_d1.requests()
+    assert await upgrade(d1_gateway.client) == 0  # already at head: nothing sent
     await d1_gateway.migrate()
-    await d1_gateway.migrate()
-    tables = await d1_gateway.client.query(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", ["hipaa_audit_log"]
-    )
-    assert len(tables.rows) == 1
+    assert local_d1.requests() - before == 4  # two revision reads per run, no writes
+    names = {
+        r["name"] for r in (await d1_gateway.client.query("SELECT name FROM sqlite_master")).rows
+    }
+    assert {"contacts", "hipaa_audit_log", "hipaa_audit_log_no_update"} <= names
+
+
+async def test_the_audit_log_is_append_only_in_d1(world: World, d1_gateway: D1Gateway) -> None:
+    await world.save(world.a.id, world.audit(world.a.id))
+    for sql in ("UPDATE hipaa_audit_log SET detail = 'x'", "DELETE FROM hipaa_audit_log"):
+        with pytest.raises(ValidationError, match="append-only"):
+            await d1_gateway.client.query(sql)
 
 
 async def test_d1_url_selects_the_gateway_by_entry_point(local_d1: LocalD1) -> None:

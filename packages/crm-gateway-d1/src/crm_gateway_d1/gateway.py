@@ -6,10 +6,9 @@ with D1 edit permission) and ``CRM_D1_API_BASE`` (default
 ``https://api.cloudflare.com/client/v4``; point it at a local D1 for
 development).  Units of work are described in :mod:`crm_gateway_d1.uow`.
 
-Migrations come from the same schema source as the SQL gateway
-(:mod:`crm_gateway_sql.schema`): :meth:`D1Gateway.migrate` compiles every table
-and index with the SQLite dialect as ``CREATE … IF NOT EXISTS`` and sends them
-in one atomic batch, so it is safe to run again.
+Migrations are the SQL gateway's own Alembic revisions, recorded on a
+scratch SQLite database and replayed on D1 in one atomic batch
+(:mod:`crm_gateway_d1.migrations`); running them again sends nothing.
 """
 
 from __future__ import annotations
@@ -19,33 +18,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
 from crm_domain.errors import Unavailable, ValidationError
-from crm_gateway_sql import schema
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.schema import CreateIndex, CreateTable
 
-from crm_gateway_d1.client import D1Client, D1Statement
+from crm_gateway_d1 import migrations
+from crm_gateway_d1.client import D1Client
 from crm_gateway_d1.uow import ChainLocks, D1UnitOfWork
 
 if TYPE_CHECKING:
     from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
-
-
-def schema_statements(metadata: sa.MetaData = schema.metadata) -> list[D1Statement]:
-    """``CREATE TABLE/INDEX IF NOT EXISTS`` for every table, parents first."""
-    dialect = sqlite_dialect.dialect()
-    out: list[D1Statement] = []
-    for table in metadata.sorted_tables:
-        out.append(
-            D1Statement(
-                str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
-            )
-        )
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            ddl = CreateIndex(index, if_not_exists=True).compile(dialect=dialect)
-            out.append(D1Statement(str(ddl).strip()))
-    return out
 
 
 class D1Gateway:
@@ -63,10 +43,10 @@ class D1Gateway:
         return D1UnitOfWork(self.client, tenant_id, self._chain_locks)
 
     async def migrate(self) -> None:
-        """Create every table and index that is missing, in one atomic batch."""
+        """Apply every pending schema migration in one atomic batch (``crm db upgrade``)."""
         if self._closed:
             raise Unavailable("the D1 gateway is closed")
-        await self.client.batch(schema_statements())
+        await migrations.upgrade(self.client)
 
     async def close(self) -> None:
         """Release the HTTP connection pool."""
@@ -109,7 +89,7 @@ def create_gateway(url: str, **options: Any) -> D1Gateway:
     return D1Gateway(client)
 
 
-__all__ = ["D1Gateway", "create_gateway", "parse_url", "schema_statements"]
+__all__ = ["D1Gateway", "create_gateway", "parse_url"]
 
 
 if TYPE_CHECKING:  # mypy proves the class satisfies the ports structurally
