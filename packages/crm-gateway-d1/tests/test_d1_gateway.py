@@ -219,3 +219,26 @@ async def test_data_survives_a_restart_of_the_local_d1(
         assert verify_chain(chain, world.a.id) is None and len(chain) == 1
     finally:
         local.stop()
+
+
+async def test_reports_use_sql_and_include_buffered_writes(
+    world: World, d1_gateway: D1Gateway
+) -> None:
+    from datetime import timedelta
+
+    from crm_domain.ports.analytics import Metric, MetricQuery
+
+    tenant = world.a.id
+    await world.save(tenant, world.contact(tenant), world.contact(tenant))
+    query = MetricQuery(
+        metric=Metric.NEW_CONTACTS,
+        start=world.now - timedelta(days=30),
+        end=world.now + timedelta(days=30),
+        dimensions=("location",),
+    )
+    async with d1_gateway.unit_of_work(tenant) as uow:
+        committed = await uow.analytics.metric(query)  # the SQL gateway's select, on D1
+        await uow.contacts.add(world.contact(tenant))
+        buffered = await uow.analytics.metric(query)  # overlay: the new contact counts
+    assert [(r.keys, r.value) for r in committed] == [({"location": tenant}, 2.0)]
+    assert [(r.keys, r.value) for r in buffered] == [({"location": tenant}, 3.0)]

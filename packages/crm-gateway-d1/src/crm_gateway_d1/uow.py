@@ -79,6 +79,7 @@ from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable,
 from crm_domain.memory import TABLES as RULES
 from crm_domain.memory import Table as Rules
 from crm_domain.memory import compute_metric
+from crm_domain.memory.analytics import allowed_dimensions
 from crm_domain.pagination import Page, page_from_rows
 from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.queries import (
@@ -98,6 +99,7 @@ from crm_domain.queries import (
     UserQuery,
     matches,
 )
+from crm_gateway_sql import analytics as sql_analytics
 from crm_gateway_sql import mapping, schema
 from crm_gateway_sql import statements as st
 from crm_gateway_sql.statements import Statement
@@ -1038,19 +1040,32 @@ class _Analytics:
         self._uow = uow
 
     async def metric(self, query: MetricQuery) -> Sequence[MetricRow]:
-        """Compute ``query`` over the bound location with the reference rules.
+        """Compute ``query`` over the bound location.
 
-        The location's contacts, bookings, SMS and tasks are read in one
-        request and aggregated here: exact and identical to the reference, at
-        the cost of reading those rows (fine at a clinic's scale).
+        Usually the SQL gateway's own metric select runs on D1 (one request,
+        one narrow row per counted record) and its ``aggregate`` groups the
+        records, so the numbers are the SQL gateway's.  When this unit of work
+        has buffered changes to the tables a report reads, the location's rows
+        are read and overlaid instead and the reference rules compute the
+        report, so it includes those changes.
         """
-        tenant = self._uow._require_tenant()
+        uow = self._uow
+        tenant = uow._require_tenant()
         names = ("contacts", "bookings", "sms", "tasks")
-        answers = await self._uow.fetch_all(
+        if not any(uow.pending(n) for n in names):
+            for dimension in query.dimensions:
+                if dimension not in allowed_dimensions(query.metric):
+                    raise ValidationError(
+                        "dimensions",
+                        f"{query.metric.value} cannot be grouped by {dimension.value}",
+                    )
+            records = await uow.fetch(sql_analytics.metric_records(tenant, query))
+            return sql_analytics.aggregate(query, tenant, records)
+        answers = await uow.fetch_all(
             [select_equal(_sa_table(n), {"tenant_id": tenant}) for n in names]
         )
         rows = {
-            n: self._uow._overlay(n, committed, {"tenant_id": tenant})
+            n: uow._overlay(n, committed, {"tenant_id": tenant})
             for n, committed in zip(names, answers, strict=True)
         }
         return compute_metric(
