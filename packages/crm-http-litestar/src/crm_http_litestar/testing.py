@@ -14,6 +14,7 @@ from crm_domain.clock import FixedClock, UlidFactory
 from crm_domain.plugins import load_gateway
 from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
 from litestar import Litestar
+from litestar.enums import ScopeType
 from litestar.testing import AsyncTestClient
 from litestar.types import Receive, Scope, Send
 
@@ -46,7 +47,7 @@ class Peer:
         self.address = address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == ScopeType.HTTP:
             scope["client"] = (self.address, 50123)
         await self.app(scope, receive, send)
 
@@ -99,7 +100,7 @@ async def open_world(
     app = create_app(CrmConfig(settings=settings, gateway=gateway, clock=clock, ids=ids))
     peer = Peer(app)
     try:
-        async with AsyncTestClient(peer) as client:  # type: ignore[type-var]
+        async with AsyncTestClient(peer) as client:
             yield World(
                 app=app,
                 peer=peer,

@@ -7,16 +7,14 @@ msgspec cannot build (ip networks in the settings).
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from crm_domain.bootstrap import Services
 from crm_domain.context import Context
-from litestar.params import Dependency
+from litestar.params import SkipValidation
 
 from crm_http_litestar.pipeline import RequestState
 from crm_http_litestar.runtime import CrmRuntime
 
-CtxDep = Annotated[Context, Dependency(skip_validation=True)]
-ServicesDep = Annotated[Services, Dependency(skip_validation=True)]
-PipelineDep = Annotated[RequestState, Dependency(skip_validation=True)]
-RuntimeDep = Annotated[CrmRuntime, Dependency(skip_validation=True)]
+CtxDep = SkipValidation[Context]
+ServicesDep = SkipValidation[Services]
+PipelineDep = SkipValidation[RequestState]
+RuntimeDep = SkipValidation[CrmRuntime]

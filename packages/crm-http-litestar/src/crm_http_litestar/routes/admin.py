@@ -20,6 +20,7 @@ from crm_domain.queries import (
 )
 from crm_domain.services import UNSET, AddUser, AllowIp, CreateLocation, Member, UpdateLocation
 from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from crm_http_litestar.routes._common import before_service, idempotent
 from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
@@ -67,10 +68,10 @@ async def list_locations(
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
-    limit: int = 50,
-    cursor: str | None = None,
-    code: str | None = None,
-    is_active: bool | None = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    code: FromQuery[str | None] = None,
+    is_active: FromQuery[bool | None] = None,
 ) -> Listing[LocationOut]:
     """One page of locations."""
     query = before_service(
@@ -92,7 +93,7 @@ async def list_locations(
     status_code=201,
 )
 async def create_location(
-    data: LocationIn,
+    data: JSONBody[LocationIn],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -122,7 +123,7 @@ async def create_location(
     responses=responses(*READ_ONE_ERRORS),
 )
 async def get_location(
-    id: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
+    id: FromPath[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
 ) -> LocationOut:
     """One location."""
     return out(await pipeline.use_case(services.access.get_location(ctx, id)), LocationOut)
@@ -138,8 +139,8 @@ async def get_location(
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def update_location(
-    id: str,
-    data: LocationPatch,
+    id: FromPath[str],
+    data: JSONBody[LocationPatch],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -188,10 +189,10 @@ async def list_users(
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
-    limit: int = 50,
-    cursor: str | None = None,
-    role: str | None = None,
-    is_active: bool | None = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    role: FromQuery[str | None] = None,
+    is_active: FromQuery[bool | None] = None,
 ) -> Listing[MemberOut]:
     """One page of members of the caller's location."""
     query = before_service(
@@ -213,7 +214,7 @@ async def list_users(
     status_code=201,
 )
 async def add_user(
-    data: MemberIn,
+    data: JSONBody[MemberIn],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -259,8 +260,8 @@ class MembershipChange(msgspec.Struct, forbid_unknown_fields=True):
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def deactivate_user(
-    id: str,
-    data: MembershipChange,
+    id: FromPath[str],
+    data: JSONBody[MembershipChange],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -286,9 +287,9 @@ async def list_ip_rules(
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
-    limit: int = 50,
-    cursor: str | None = None,
-    is_active: bool | None = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    is_active: FromQuery[bool | None] = None,
 ) -> Listing[IpRuleOut]:
     """One page of IP rules."""
     query = before_service(
@@ -306,7 +307,7 @@ async def list_ip_rules(
     status_code=201,
 )
 async def allow_ip(
-    data: IpRuleIn,
+    data: JSONBody[IpRuleIn],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -332,7 +333,9 @@ async def allow_ip(
     responses=responses(*READ_ONE_ERRORS),
     status_code=204,
 )
-async def remove_ip(cidr: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep) -> None:
+async def remove_ip(
+    cidr: FromQuery[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
+) -> None:
     """Remove a network from the allowlist."""
     await pipeline.use_case(services.access.remove_ip(ctx, cidr))
 
@@ -379,15 +382,15 @@ async def list_audit(
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
-    limit: int = 50,
-    cursor: str | None = None,
-    user_id: str | None = None,
-    action: str | None = None,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    outcome: str | None = None,
-    occurred_from: datetime | None = None,
-    occurred_to: datetime | None = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    user_id: FromQuery[str | None] = None,
+    action: FromQuery[str | None] = None,
+    resource_type: FromQuery[str | None] = None,
+    resource_id: FromQuery[str | None] = None,
+    outcome: FromQuery[str | None] = None,
+    occurred_from: FromQuery[datetime | None] = None,
+    occurred_to: FromQuery[datetime | None] = None,
 ) -> Listing[AuditEntryOut]:
     """One page of audit entries."""
     query = _audit_query(
@@ -424,14 +427,14 @@ async def export_audit(
     ctx: CtxDep,
     runtime: RuntimeDep,
     pipeline: PipelineDep,
-    format: str = "csv",
-    user_id: str | None = None,
-    action: str | None = None,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    outcome: str | None = None,
-    occurred_from: datetime | None = None,
-    occurred_to: datetime | None = None,
+    format: FromQuery[str] = "csv",
+    user_id: FromQuery[str | None] = None,
+    action: FromQuery[str | None] = None,
+    resource_type: FromQuery[str | None] = None,
+    resource_id: FromQuery[str | None] = None,
+    outcome: FromQuery[str | None] = None,
+    occurred_from: FromQuery[datetime | None] = None,
+    occurred_to: FromQuery[datetime | None] = None,
 ) -> Response[bytes]:
     """Download matching entries as CSV or JSON lines.
 

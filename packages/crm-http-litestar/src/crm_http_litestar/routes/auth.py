@@ -9,6 +9,7 @@ import msgspec
 from crm_domain.entities import Location
 from crm_domain.errors import NotFound, PermissionDenied
 from litestar import Router, get, post
+from litestar.params import JSONBody
 
 from crm_http_litestar.access import NoAccess
 from crm_http_litestar.google import InvalidGoogleToken
@@ -58,7 +59,7 @@ class Me(msgspec.Struct):
     status_code=200,
 )
 async def google_sign_in(
-    data: GoogleSignIn, runtime: RuntimeDep, pipeline: PipelineDep
+    data: JSONBody[GoogleSignIn], runtime: RuntimeDep, pipeline: PipelineDep
 ) -> SessionToken:
     """Sign in with Google."""
     try:

@@ -11,6 +11,7 @@ from crm_domain.errors import ValidationError
 from crm_domain.queries import BookingQuery
 from crm_domain.services import CancelBooking, CreateBooking, RescheduleBooking
 from litestar import Request, Response, Router, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
 from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
@@ -37,14 +38,14 @@ async def list_bookings(
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
-    limit: int = 50,
-    cursor: str | None = None,
-    contact_id: str | None = None,
-    status: str | None = None,
-    service_type: str | None = None,
-    starts_from: datetime | None = None,
-    starts_to: datetime | None = None,
-    tenant_id: str | None = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    contact_id: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    service_type: FromQuery[str | None] = None,
+    starts_from: FromQuery[datetime | None] = None,
+    starts_to: FromQuery[datetime | None] = None,
+    tenant_id: FromQuery[str | None] = None,
 ) -> Listing[BookingOut]:
     """One page of the location's bookings."""
     refuse_other_location(pipeline, tenant_id)
@@ -74,7 +75,7 @@ async def list_bookings(
     status_code=201,
 )
 async def create_booking(
-    data: BookingIn,
+    data: JSONBody[BookingIn],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -110,7 +111,7 @@ async def create_booking(
     responses=responses(*READ_ONE_ERRORS),
 )
 async def get_booking(
-    id: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
+    id: FromPath[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
 ) -> BookingOut:
     """One booking."""
     return out(await pipeline.use_case(services.bookings.get(ctx, id)), BookingOut)
@@ -128,8 +129,8 @@ async def get_booking(
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def update_booking(
-    id: str,
-    data: BookingPatch,
+    id: FromPath[str],
+    data: JSONBody[BookingPatch],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,

@@ -9,6 +9,7 @@ import msgspec
 from crm_domain.queries import ContactQuery, TouchpointQuery
 from crm_domain.services import UNSET, AddTouchpoint, CreateContact, UpdateContact
 from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
 from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
@@ -43,21 +44,21 @@ async def list_contacts(
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
-    limit: int = 50,
-    cursor: str | None = None,
-    status: str | None = None,
-    source: str | None = None,
-    tag: str | None = None,
-    warmness_min: int | None = None,
-    warmness_max: int | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
-    email: str | None = None,
-    phone: str | None = None,
-    email_opt_in: bool | None = None,
-    sms_opt_in: bool | None = None,
-    search: str | None = None,
-    tenant_id: str | None = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    source: FromQuery[str | None] = None,
+    tag: FromQuery[str | None] = None,
+    warmness_min: FromQuery[int | None] = None,
+    warmness_max: FromQuery[int | None] = None,
+    created_from: FromQuery[datetime | None] = None,
+    created_to: FromQuery[datetime | None] = None,
+    email: FromQuery[str | None] = None,
+    phone: FromQuery[str | None] = None,
+    email_opt_in: FromQuery[bool | None] = None,
+    sms_opt_in: FromQuery[bool | None] = None,
+    search: FromQuery[str | None] = None,
+    tenant_id: FromQuery[str | None] = None,
 ) -> Listing[ContactOut]:
     """One page of the location's contacts."""
     refuse_other_location(pipeline, tenant_id)
@@ -95,7 +96,7 @@ async def list_contacts(
     status_code=201,
 )
 async def create_contact(
-    data: ContactIn,
+    data: JSONBody[ContactIn],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -138,7 +139,7 @@ async def create_contact(
     responses=responses(*READ_ONE_ERRORS),
 )
 async def get_contact(
-    id: str,
+    id: FromPath[str],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -155,8 +156,8 @@ async def get_contact(
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def update_contact(
-    id: str,
-    data: ContactPatch,
+    id: FromPath[str],
+    data: JSONBody[ContactPatch],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -194,7 +195,7 @@ async def update_contact(
     status_code=204,
 )
 async def delete_contact(
-    id: str,
+    id: FromPath[str],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -211,15 +212,15 @@ async def delete_contact(
     responses=responses(*READ_ONE_ERRORS),
 )
 async def list_touchpoints(
-    id: str,
+    id: FromPath[str],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
-    limit: int = 50,
-    cursor: str | None = None,
-    kind: str | None = None,
-    occurred_from: datetime | None = None,
-    occurred_to: datetime | None = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    kind: FromQuery[str | None] = None,
+    occurred_from: FromQuery[datetime | None] = None,
+    occurred_to: FromQuery[datetime | None] = None,
 ) -> Listing[TouchpointOut]:
     """One page of the contact's interactions, newest first."""
     query = before_service(
@@ -245,8 +246,8 @@ async def list_touchpoints(
     status_code=201,
 )
 async def add_touchpoint(
-    id: str,
-    data: TouchpointIn,
+    id: FromPath[str],
+    data: JSONBody[TouchpointIn],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,

@@ -9,6 +9,7 @@ import msgspec
 from crm_domain.queries import TaskQuery
 from crm_domain.services import UNSET, CreateTask, UpdateTask
 from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
 from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
@@ -37,15 +38,15 @@ async def list_tasks(
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
-    limit: int = 50,
-    cursor: str | None = None,
-    status: str | None = None,
-    priority: str | None = None,
-    assignee_id: str | None = None,
-    contact_id: str | None = None,
-    booking_id: str | None = None,
-    due_to: datetime | None = None,
-    tenant_id: str | None = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    priority: FromQuery[str | None] = None,
+    assignee_id: FromQuery[str | None] = None,
+    contact_id: FromQuery[str | None] = None,
+    booking_id: FromQuery[str | None] = None,
+    due_to: FromQuery[datetime | None] = None,
+    tenant_id: FromQuery[str | None] = None,
 ) -> Listing[TaskOut]:
     """One page of the location's tasks."""
     refuse_other_location(pipeline, tenant_id)
@@ -74,7 +75,7 @@ async def list_tasks(
     status_code=201,
 )
 async def create_task(
-    data: TaskIn,
+    data: JSONBody[TaskIn],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -109,7 +110,9 @@ async def create_task(
     description=permission_doc("tasks:read", "Another location's id is a 404."),
     responses=responses(*READ_ONE_ERRORS),
 )
-async def get_task(id: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep) -> TaskOut:
+async def get_task(
+    id: FromPath[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
+) -> TaskOut:
     """One task."""
     return out(await pipeline.use_case(services.tasks.get(ctx, id)), TaskOut)
 
@@ -122,8 +125,8 @@ async def get_task(id: str, ctx: CtxDep, services: ServicesDep, pipeline: Pipeli
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def update_task(
-    id: str,
-    data: TaskPatch,
+    id: FromPath[str],
+    data: JSONBody[TaskPatch],
     ctx: CtxDep,
     services: ServicesDep,
     pipeline: PipelineDep,
@@ -155,7 +158,9 @@ async def update_task(
     responses=responses(*READ_ONE_ERRORS),
     status_code=204,
 )
-async def delete_task(id: str, ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep) -> None:
+async def delete_task(
+    id: FromPath[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
+) -> None:
     """Delete a task."""
     await pipeline.use_case(services.tasks.delete(ctx, id))
 
