@@ -218,3 +218,42 @@ class LocalD1:
 
 
 __all__ = ["LocalD1", "LocalD1NotInstalled", "d1_local_dir"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crm_gateway_d1.local``: run a local D1 and print the settings to use it."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m crm_gateway_d1.local", description="Run a local D1 (Miniflare)."
+    )
+    parser.add_argument("--persist", default=".d1-data", help="where the data is kept")
+    args = parser.parse_args(argv)
+    local = LocalD1(Path(args.persist))
+    try:
+        local.start()
+    except LocalD1NotInstalled as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print("Local D1 is running; in another shell:")
+    for name, value in local.settings().items():
+        print(f"  export {name}={value}")
+    print(f"Ctrl-C stops it (the data stays in {args.persist}).", flush=True)
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A plain `kill` must stop Miniflare too: it runs in its own process group.
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
