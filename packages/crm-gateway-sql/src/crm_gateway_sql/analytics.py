@@ -164,7 +164,8 @@ def aggregate(query: MetricQuery, tenant_id: str, records: Sequence[Any]) -> lis
                 labels.append(record["source"] or "")
             else:
                 labels.append(record["service_type"] or "")
-        groups.setdefault(tuple(labels), []).append(float(record["value"]))
+        value = float(record["value"]) if query.metric is Metric.AVG_WARMNESS else 1.0
+        groups.setdefault(tuple(labels), []).append(value)
     rows: list[MetricRow] = []
     for key in sorted(groups):
         values = groups[key]

@@ -19,8 +19,11 @@ dominates statements that take microseconds.  So this engine:
   run beside an open write transaction (each statement sees the last commit).
   Once a unit of work has written, its reads go to the writer so it reads its
   own writes;
-* for ``:memory:`` databases (one connection can see them) every unit of work
-  takes the writer lock at its first statement.
+* an in-memory URL (``sqlite+aiosqlite://`` or ``:memory:``) is served by a
+  private temporary file, deleted on close: a real ``:memory:`` database is
+  visible to one connection only, which would make a reading unit of work wait
+  for every writing one (and deadlock a unit of work that reads while another
+  holds uncommitted writes).
 
 The cost: a statement blocks the loop while it runs, and waiting on another
 *process's* write lock blocks it up to ``busy_timeout`` (5 s by default);
@@ -30,7 +33,10 @@ within one process the asyncio lock makes that wait cooperative.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
+import tempfile
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -47,8 +53,11 @@ class SqliteDatabase:
     """One SQLite database file (or in-memory database) and its connections."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
+        self.temporary = path in ("", ":memory:")
+        if self.temporary:
+            handle, path = tempfile.mkstemp(prefix="crm-", suffix=".sqlite3")
+            os.close(handle)
         self.path = path
-        self.memory = path in ("", ":memory:")
         self.busy_timeout = busy_timeout
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -60,14 +69,14 @@ class SqliteDatabase:
     def _connect(self, *, reader: bool) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                ":memory:" if self.memory else self.path,
+                self.path,
                 timeout=self.busy_timeout,
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,  # migrations may run in a worker thread
                 cached_statements=512,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            if not self.memory and not reader:
+            if not reader:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -87,8 +96,6 @@ class SqliteDatabase:
     @property
     def reader(self) -> sqlite3.Connection:
         """The autocommit connection read-only units of work use."""
-        if self.memory:
-            return self.writer
         if self._reader is None:
             self.writer  # noqa: B018 - the writer switches the file to WAL first
             self._reader = self._connect(reader=True)
@@ -119,6 +126,10 @@ class SqliteDatabase:
             if conn is not None:
                 conn.close()
         self._reader = self._writer = None
+        if self.temporary:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path + suffix)
 
 
 class SqliteSession:
@@ -146,7 +157,7 @@ class SqliteSession:
         self._writing = True
 
     async def _connection(self, statement: Statement) -> sqlite3.Connection:
-        if statement.write or self._db.memory:
+        if statement.write:
             await self.begin_write()
         return self._db.writer if self._writing else self._db.reader
 

@@ -497,11 +497,14 @@ def outbox_claim(now: int, until: int, limit: int) -> Statement:
             .order_by(t.c.event_id)
             .limit(sa.bindparam("limit", type_=sa.Integer))
             .with_for_update(skip_locked=True)
-            .scalar_subquery()
+            .cte("due")
         )
+        # A CTE, not ``IN (subquery)``: PostgreSQL may re-run a LIMIT subquery
+        # inside a semi-join and lease more than ``limit`` rows; a locking CTE
+        # is evaluated exactly once.
         return (
             t.update()
-            .where(t.c.event_id.in_(due))
+            .where(t.c.event_id == due.c.event_id)
             .values(
                 claimed_until=sa.bindparam("v_until", type_=sa.BigInteger),
                 attempts=t.c.attempts + 1,
