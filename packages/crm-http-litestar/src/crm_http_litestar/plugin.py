@@ -8,7 +8,6 @@ from typing import Any
 
 import attrs
 from crm_domain import __version__ as domain_version
-from crm_domain.context import Context
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
@@ -28,13 +27,11 @@ from crm_http_litestar.pipeline import (
     STATE_KEY,
     Authenticate,
     RequestGate,
-    RequestState,
     check_route_permissions,
     rbac_guard,
-    request_state,
 )
-from crm_http_litestar.problems import Unauthenticated, exception_handlers
-from crm_http_litestar.runtime import CrmRuntime, open_runtime
+from crm_http_litestar.problems import exception_handlers
+from crm_http_litestar.runtime import open_runtime
 from crm_http_litestar.settings import Settings
 
 
@@ -55,25 +52,6 @@ class CrmConfig:
     extra_routes: Sequence[ControllerRouterHandler] = ()
 
 
-def _provide_state(request: Request[Any, Any, Any]) -> RequestState:
-    return request_state(request)
-
-
-def _provide_ctx(request: Request[Any, Any, Any]) -> Context:
-    context = request_state(request).context
-    if context is None:
-        raise Unauthenticated("not signed in")
-    return context
-
-
-def _provide_runtime(request: Request[Any, Any, Any]) -> CrmRuntime:
-    return request.app.state[STATE_KEY]  # type: ignore[no-any-return]
-
-
-def _provide_services(request: Request[Any, Any, Any]) -> Any:
-    return _provide_runtime(request).services
-
-
 class CrmPlugin(InitPluginProtocol):
     """Adds lifespan, routes, the security pipeline, guards, problem details and OpenAPI."""
 
@@ -85,6 +63,7 @@ class CrmPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Install the CRM into the app being built."""
         from crm_http_litestar.routes import all_routes
+        from crm_http_litestar.routes._deps import provide_crm
 
         settings = self.config.settings
         # One router around every route, so the body limit applies to all of them
@@ -118,10 +97,7 @@ class CrmPlugin(InitPluginProtocol):
         }
         app_config.dependencies = {
             **(app_config.dependencies or {}),
-            "ctx": Provide(_provide_ctx, sync_to_thread=False),
-            "pipeline": Provide(_provide_state, sync_to_thread=False),
-            "runtime": Provide(_provide_runtime, sync_to_thread=False),
-            "services": Provide(_provide_services, sync_to_thread=False),
+            "crm": Provide(provide_crm, sync_to_thread=False),
         }
         app_config.request_max_body_size = settings.max_body_bytes
         if settings.cors_origins:

@@ -10,6 +10,7 @@ its ``jti`` names a server-side session that must still be live
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -43,6 +44,11 @@ class TokenCodec:
     audience: str
     #: Clock skew tolerated on ``exp``/``iat`` between processes.
     leeway_seconds: int = 5
+    #: Tokens already verified, by their exact text.  A client sends the same token
+    #: on every request; re-checking the HMAC of identical bytes under the same key
+    #: cannot give another answer, only ``exp`` can change (checked on every hit).
+    _verified: dict[str, TokenClaims] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+    max_cached: int = 10_000
 
     def issue(
         self,
@@ -68,6 +74,18 @@ class TokenCodec:
 
     def verify(self, token: str) -> TokenClaims:
         """Return the claims of a valid token or raise :class:`InvalidToken`."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached.expires_at.timestamp() + self.leeway_seconds:
+                return cached
+            del self._verified[token]
+        claims = self._verify(token)
+        if len(self._verified) >= self.max_cached:
+            self._verified.clear()  # crude but bounded; refilled by live clients at once
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> TokenClaims:
         try:
             claims = jwt.decode(
                 token,

@@ -22,8 +22,9 @@ from crm_domain.services import UNSET, AddUser, AllowIp, CreateLocation, Member,
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from crm_http_litestar.pipeline import RequestState
 from crm_http_litestar.routes._common import before_service, idempotent
-from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
+from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
     LIST_ERRORS,
     READ_ONE_ERRORS,
@@ -65,15 +66,16 @@ def _domain(value: Any) -> Any:
     responses=responses(*LIST_ERRORS),
 )
 async def list_locations(
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
     code: FromQuery[str | None] = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[LocationOut]:
     """One page of locations."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     query = before_service(
         pipeline,
         lambda: LocationQuery(limit=limit, cursor=cursor, code=code, is_active=is_active),
@@ -93,14 +95,13 @@ async def list_locations(
     status_code=201,
 )
 async def create_location(
-    data: JSONBody[LocationIn],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-    runtime: RuntimeDep,
-    request: Request[Any, Any, Any],
+    crm: CrmDep, data: JSONBody[LocationIn], request: Request[Any, Any, Any]
 ) -> Response[LocationOut]:
     """Create a location."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     command = before_service(
         pipeline,
         lambda: CreateLocation(
@@ -122,10 +123,11 @@ async def create_location(
     description=permission_doc("locations:read"),
     responses=responses(*READ_ONE_ERRORS),
 )
-async def get_location(
-    id: FromPath[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
-) -> LocationOut:
+async def get_location(crm: CrmDep, id: FromPath[str]) -> LocationOut:
     """One location."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     return out(await pipeline.use_case(services.access.get_location(ctx, id)), LocationOut)
 
 
@@ -139,13 +141,12 @@ async def get_location(
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def update_location(
-    id: FromPath[str],
-    data: JSONBody[LocationPatch],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep, id: FromPath[str], data: JSONBody[LocationPatch]
 ) -> LocationOut:
     """Change the caller's location."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     if id != ctx.tenant_id:
         pipeline.keep_audit("update of another location")
         raise NotFound(f"location {id} not found")
@@ -186,15 +187,16 @@ def _member(member: Member) -> MemberOut:
     responses=responses(*LIST_ERRORS),
 )
 async def list_users(
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
     role: FromQuery[str | None] = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[MemberOut]:
     """One page of members of the caller's location."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     query = before_service(
         pipeline,
         lambda: MembershipQuery(limit=limit, cursor=cursor, role=role, is_active=is_active),
@@ -214,14 +216,13 @@ async def list_users(
     status_code=201,
 )
 async def add_user(
-    data: JSONBody[MemberIn],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-    runtime: RuntimeDep,
-    request: Request[Any, Any, Any],
+    crm: CrmDep, data: JSONBody[MemberIn], request: Request[Any, Any, Any]
 ) -> Response[MemberOut]:
     """Add a member to the caller's location."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     command = before_service(
         pipeline,
         lambda: AddUser(
@@ -260,14 +261,13 @@ class MembershipChange(msgspec.Struct, forbid_unknown_fields=True):
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def deactivate_user(
-    id: FromPath[str],
-    data: JSONBody[MembershipChange],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-    runtime: RuntimeDep,
+    crm: CrmDep, id: FromPath[str], data: JSONBody[MembershipChange]
 ) -> dict[str, Any]:
     """End a membership at the caller's location."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     membership = await pipeline.use_case(services.access.deactivate_membership(ctx, id))
     runtime.access.invalidate()
     return {"membership_id": membership.id, "is_active": membership.is_active}
@@ -284,14 +284,15 @@ async def deactivate_user(
     responses=responses(*LIST_ERRORS),
 )
 async def list_ip_rules(
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[IpRuleOut]:
     """One page of IP rules."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     query = before_service(
         pipeline, lambda: IpRuleQuery(limit=limit, cursor=cursor, is_active=is_active)
     )
@@ -307,14 +308,13 @@ async def list_ip_rules(
     status_code=201,
 )
 async def allow_ip(
-    data: JSONBody[IpRuleIn],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-    runtime: RuntimeDep,
-    request: Request[Any, Any, Any],
+    crm: CrmDep, data: JSONBody[IpRuleIn], request: Request[Any, Any, Any]
 ) -> Response[IpRuleOut]:
     """Add a network to the allowlist."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     command = AllowIp(cidr=data.cidr, description=data.description)
 
     async def produce() -> IpRuleOut:
@@ -333,10 +333,11 @@ async def allow_ip(
     responses=responses(*READ_ONE_ERRORS),
     status_code=204,
 )
-async def remove_ip(
-    cidr: FromQuery[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
-) -> None:
+async def remove_ip(crm: CrmDep, cidr: FromQuery[str]) -> None:
     """Remove a network from the allowlist."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     await pipeline.use_case(services.access.remove_ip(ctx, cidr))
 
 
@@ -344,7 +345,7 @@ async def remove_ip(
 
 
 def _audit_query(
-    pipeline: PipelineDep,
+    pipeline: RequestState,
     limit: int,
     cursor: str | None,
     user_id: str | None,
@@ -379,9 +380,7 @@ def _audit_query(
     responses=responses(*LIST_ERRORS),
 )
 async def list_audit(
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
     user_id: FromQuery[str | None] = None,
@@ -393,6 +392,9 @@ async def list_audit(
     occurred_to: FromQuery[datetime | None] = None,
 ) -> Listing[AuditEntryOut]:
     """One page of audit entries."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     query = _audit_query(
         pipeline,
         limit,
@@ -424,9 +426,7 @@ _CSV_COLUMNS = tuple(AuditEntryOut.__struct_fields__)
     media_type="text/csv",
 )
 async def export_audit(
-    ctx: CtxDep,
-    runtime: RuntimeDep,
-    pipeline: PipelineDep,
+    crm: CrmDep,
     format: FromQuery[str] = "csv",
     user_id: FromQuery[str | None] = None,
     action: FromQuery[str | None] = None,
@@ -441,6 +441,9 @@ async def export_audit(
     Read page by page in the caller's location's unit of work; the guard has
     checked ``audit:read`` and the HTTP layer writes the one EXPORT entry.
     """
+    ctx = crm.ctx
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     if format not in ("csv", "jsonl"):
         pipeline.keep_audit("bad export format")
         raise ValidationError("format", "must be csv or jsonl")

@@ -14,8 +14,9 @@ from litestar.params import JSONBody
 from crm_http_litestar.access import NoAccess
 from crm_http_litestar.google import InvalidGoogleToken
 from crm_http_litestar.problems import Unauthenticated
-from crm_http_litestar.routes._deps import PipelineDep, RuntimeDep
+from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import AUTH_ERRORS, responses
+from crm_http_litestar.runtime import CrmRuntime
 
 #: The ``token_type`` of issued tokens (RFC 6750).
 BEARER = "Bearer"
@@ -58,10 +59,10 @@ class Me(msgspec.Struct):
     security=[],
     status_code=200,
 )
-async def google_sign_in(
-    data: JSONBody[GoogleSignIn], runtime: RuntimeDep, pipeline: PipelineDep
-) -> SessionToken:
+async def google_sign_in(crm: CrmDep, data: JSONBody[GoogleSignIn]) -> SessionToken:
     """Sign in with Google."""
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     try:
         identity = await runtime.google.verify(data.id_token)
     except InvalidGoogleToken as exc:
@@ -99,7 +100,7 @@ async def google_sign_in(
     )
 
 
-async def _choose_location(runtime: RuntimeDep, user_id: str, code: str | None) -> Location | None:
+async def _choose_location(runtime: CrmRuntime, user_id: str, code: str | None) -> Location | None:
     async with runtime.gateway.unit_of_work(None) as uow:
         if code is not None:
             try:
@@ -123,8 +124,10 @@ async def _choose_location(runtime: RuntimeDep, user_id: str, code: str | None) 
     responses=responses(*AUTH_ERRORS),
     status_code=204,
 )
-async def logout(runtime: RuntimeDep, pipeline: PipelineDep) -> None:
+async def logout(crm: CrmDep) -> None:
     """Revoke this session."""
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     if pipeline.session_id is not None:
         await runtime.sessions.revoke(pipeline.session_id)
 
@@ -135,8 +138,9 @@ async def logout(runtime: RuntimeDep, pipeline: PipelineDep) -> None:
     summary="The signed-in user, location and roles",
     responses=responses(*AUTH_ERRORS),
 )
-async def me(pipeline: PipelineDep) -> Me:
+async def me(crm: CrmDep) -> Me:
     """Who the token belongs to."""
+    pipeline = crm.pipeline
     if pipeline.user_id is None or pipeline.tenant_id is None or pipeline.session_id is None:
         raise Unauthenticated("not signed in")
     return Me(

@@ -14,7 +14,7 @@ from litestar import Request, Response, Router, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
-from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
+from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
     LIST_ERRORS,
     READ_ONE_ERRORS,
@@ -35,9 +35,7 @@ _STATUS_CHANGES = ("confirmed", "cancelled", "completed", "no_show")
     responses=responses(*LIST_ERRORS),
 )
 async def list_bookings(
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
     contact_id: FromQuery[str | None] = None,
@@ -48,6 +46,9 @@ async def list_bookings(
     tenant_id: FromQuery[str | None] = None,
 ) -> Listing[BookingOut]:
     """One page of the location's bookings."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     refuse_other_location(pipeline, tenant_id)
     query = before_service(
         pipeline,
@@ -75,14 +76,13 @@ async def list_bookings(
     status_code=201,
 )
 async def create_booking(
-    data: JSONBody[BookingIn],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-    runtime: RuntimeDep,
-    request: Request[Any, Any, Any],
+    crm: CrmDep, data: JSONBody[BookingIn], request: Request[Any, Any, Any]
 ) -> Response[BookingOut]:
     """Create a booking for a contact of this location."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     refuse_other_location(pipeline, data.tenant_id)
     command = before_service(
         pipeline,
@@ -110,10 +110,11 @@ async def create_booking(
     description=permission_doc("bookings:read", "Another location's id is a 404."),
     responses=responses(*READ_ONE_ERRORS),
 )
-async def get_booking(
-    id: FromPath[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
-) -> BookingOut:
+async def get_booking(crm: CrmDep, id: FromPath[str]) -> BookingOut:
     """One booking."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     return out(await pipeline.use_case(services.bookings.get(ctx, id)), BookingOut)
 
 
@@ -129,13 +130,12 @@ async def get_booking(
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def update_booking(
-    id: FromPath[str],
-    data: JSONBody[BookingPatch],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep, id: FromPath[str], data: JSONBody[BookingPatch]
 ) -> BookingOut:
     """Reschedule, confirm, cancel, complete or mark a no-show."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     refuse_other_location(pipeline, data.tenant_id)
     moving = not isinstance(data.starts_at, msgspec.UnsetType) or not isinstance(
         data.ends_at, msgspec.UnsetType

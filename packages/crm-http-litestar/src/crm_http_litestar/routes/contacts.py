@@ -12,7 +12,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
-from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
+from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
     LIST_ERRORS,
     READ_ONE_ERRORS,
@@ -41,9 +41,7 @@ from crm_http_litestar.schemas import (
     responses=responses(*LIST_ERRORS),
 )
 async def list_contacts(
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
     status: FromQuery[str | None] = None,
@@ -61,6 +59,9 @@ async def list_contacts(
     tenant_id: FromQuery[str | None] = None,
 ) -> Listing[ContactOut]:
     """One page of the location's contacts."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     refuse_other_location(pipeline, tenant_id)
     query = before_service(
         pipeline,
@@ -96,14 +97,13 @@ async def list_contacts(
     status_code=201,
 )
 async def create_contact(
-    data: JSONBody[ContactIn],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-    runtime: RuntimeDep,
-    request: Request[Any, Any, Any],
+    crm: CrmDep, data: JSONBody[ContactIn], request: Request[Any, Any, Any]
 ) -> Response[ContactOut]:
     """Create a lead or patient."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     refuse_other_location(pipeline, data.tenant_id)
     command = before_service(
         pipeline,
@@ -138,13 +138,11 @@ async def create_contact(
     description=permission_doc("contacts:read", "Another location's id is a 404."),
     responses=responses(*READ_ONE_ERRORS),
 )
-async def get_contact(
-    id: FromPath[str],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-) -> ContactOut:
+async def get_contact(crm: CrmDep, id: FromPath[str]) -> ContactOut:
     """One contact."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     return out(await pipeline.use_case(services.contacts.get(ctx, id)), ContactOut)
 
 
@@ -156,13 +154,12 @@ async def get_contact(
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def update_contact(
-    id: FromPath[str],
-    data: JSONBody[ContactPatch],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep, id: FromPath[str], data: JSONBody[ContactPatch]
 ) -> ContactOut:
     """Change some fields of a contact."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     refuse_other_location(pipeline, data.tenant_id)
     command = before_service(
         pipeline,
@@ -194,13 +191,11 @@ async def update_contact(
     responses=responses(*READ_ONE_ERRORS, 409),
     status_code=204,
 )
-async def delete_contact(
-    id: FromPath[str],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-) -> None:
+async def delete_contact(crm: CrmDep, id: FromPath[str]) -> None:
     """Delete a contact."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     await pipeline.use_case(services.contacts.delete(ctx, id))
 
 
@@ -212,10 +207,8 @@ async def delete_contact(
     responses=responses(*READ_ONE_ERRORS),
 )
 async def list_touchpoints(
+    crm: CrmDep,
     id: FromPath[str],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
     kind: FromQuery[str | None] = None,
@@ -223,6 +216,9 @@ async def list_touchpoints(
     occurred_to: FromQuery[datetime | None] = None,
 ) -> Listing[TouchpointOut]:
     """One page of the contact's interactions, newest first."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     query = before_service(
         pipeline,
         lambda: TouchpointQuery(
@@ -246,15 +242,13 @@ async def list_touchpoints(
     status_code=201,
 )
 async def add_touchpoint(
-    id: FromPath[str],
-    data: JSONBody[TouchpointIn],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-    runtime: RuntimeDep,
-    request: Request[Any, Any, Any],
+    crm: CrmDep, id: FromPath[str], data: JSONBody[TouchpointIn], request: Request[Any, Any, Any]
 ) -> Response[TouchpointOut]:
     """Record an interaction with the contact."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     command = before_service(
         pipeline,
         lambda: AddTouchpoint(

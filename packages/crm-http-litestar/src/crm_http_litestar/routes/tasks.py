@@ -12,7 +12,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
-from crm_http_litestar.routes._deps import CtxDep, PipelineDep, RuntimeDep, ServicesDep
+from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
     LIST_ERRORS,
     READ_ONE_ERRORS,
@@ -35,9 +35,7 @@ def _domain(value: Any) -> Any:
     responses=responses(*LIST_ERRORS),
 )
 async def list_tasks(
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
+    crm: CrmDep,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
     status: FromQuery[str | None] = None,
@@ -49,6 +47,9 @@ async def list_tasks(
     tenant_id: FromQuery[str | None] = None,
 ) -> Listing[TaskOut]:
     """One page of the location's tasks."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     refuse_other_location(pipeline, tenant_id)
     query = before_service(
         pipeline,
@@ -75,14 +76,13 @@ async def list_tasks(
     status_code=201,
 )
 async def create_task(
-    data: JSONBody[TaskIn],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-    runtime: RuntimeDep,
-    request: Request[Any, Any, Any],
+    crm: CrmDep, data: JSONBody[TaskIn], request: Request[Any, Any, Any]
 ) -> Response[TaskOut]:
     """Create a to-do."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
+    runtime = crm.runtime
     refuse_other_location(pipeline, data.tenant_id)
     command = before_service(
         pipeline,
@@ -110,10 +110,11 @@ async def create_task(
     description=permission_doc("tasks:read", "Another location's id is a 404."),
     responses=responses(*READ_ONE_ERRORS),
 )
-async def get_task(
-    id: FromPath[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
-) -> TaskOut:
+async def get_task(crm: CrmDep, id: FromPath[str]) -> TaskOut:
     """One task."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     return out(await pipeline.use_case(services.tasks.get(ctx, id)), TaskOut)
 
 
@@ -124,14 +125,11 @@ async def get_task(
     description=permission_doc("tasks:update", "Only the fields sent change."),
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
-async def update_task(
-    id: FromPath[str],
-    data: JSONBody[TaskPatch],
-    ctx: CtxDep,
-    services: ServicesDep,
-    pipeline: PipelineDep,
-) -> TaskOut:
+async def update_task(crm: CrmDep, id: FromPath[str], data: JSONBody[TaskPatch]) -> TaskOut:
     """Change some fields of a task."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     refuse_other_location(pipeline, data.tenant_id)
     command = before_service(
         pipeline,
@@ -158,10 +156,11 @@ async def update_task(
     responses=responses(*READ_ONE_ERRORS),
     status_code=204,
 )
-async def delete_task(
-    id: FromPath[str], ctx: CtxDep, services: ServicesDep, pipeline: PipelineDep
-) -> None:
+async def delete_task(crm: CrmDep, id: FromPath[str]) -> None:
     """Delete a task."""
+    ctx = crm.ctx
+    services = crm.services
+    pipeline = crm.pipeline
     await pipeline.use_case(services.tasks.delete(ctx, id))
 
 
