@@ -38,5 +38,5 @@ class TestPostgresGateway(GatewayConformance):
     """Every conformance test on a fresh PostgreSQL database, acting as the RLS-bound role."""
 
     @pytest.fixture
-    async def gateway(self, pg_gateway: SqlGateway) -> AsyncIterator[SqlGateway]:
-        yield pg_gateway
+    def gateway(self, pg_gateway: SqlGateway) -> SqlGateway:
+        return pg_gateway

@@ -6,7 +6,9 @@
 * a foreign key does not resolve on insert/update →
   :class:`~crm_domain.errors.ValidationError` naming the column; a row still
   referenced on delete → ``Conflict``;
-* a NOT NULL/CHECK violation → ``ValidationError``.
+* a NOT NULL/CHECK violation → ``ValidationError``;
+* PostgreSQL refusing a statement by privilege or row-level security →
+  :class:`~crm_domain.errors.PermissionDenied`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sqlite3
 
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
-from crm_domain.errors import Conflict, CrmError, Unavailable, ValidationError
+from crm_domain.errors import Conflict, CrmError, PermissionDenied, Unavailable, ValidationError
 
 from crm_gateway_sql.schema import metadata
 from crm_gateway_sql.statements import Statement
@@ -88,6 +90,7 @@ _UNIQUE = "23505"
 _FOREIGN_KEY = "23503"
 _NOT_NULL = "23502"
 _CHECK = "23514"
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -118,6 +121,9 @@ def from_postgres(exc: BaseException, statement: Statement | None = None) -> Crm
         return ValidationError("record", detail)
     if code is not None and code.startswith("23"):
         return Conflict(detail)
+    if code == _INSUFFICIENT_PRIVILEGE:
+        # Row-level security or a missing grant refused the statement.
+        return PermissionDenied(detail)
     return Unavailable(f"PostgreSQL unavailable: {detail}")
 
 
