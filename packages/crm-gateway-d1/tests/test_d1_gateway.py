@@ -242,3 +242,13 @@ async def test_reports_use_sql_and_include_buffered_writes(
         buffered = await uow.analytics.metric(query)  # overlay: the new contact counts
     assert [(r.keys, r.value) for r in committed] == [({"location": tenant}, 2.0)]
     assert [(r.keys, r.value) for r in buffered] == [({"location": tenant}, 3.0)]
+
+
+async def test_a_closed_gateway_is_unavailable(local_d1: LocalD1) -> None:
+    gateway = D1Gateway(local_d1.client())
+    uow = gateway.unit_of_work("x")
+    await gateway.close()
+    with pytest.raises(Unavailable, match="closed"):
+        await uow.contacts.get("nope")
+    with pytest.raises(Unavailable, match="closed"):
+        gateway.unit_of_work()

@@ -196,14 +196,18 @@ class CloudflareApi:
         self.max_backoff = max_backoff
         #: Requests sent (attempts included): the API's rate limit counts these.
         self.requests_sent = 0
+        self.closed = False
 
     async def close(self) -> None:
-        """Release the connection pool if this object owns it."""
+        """Release the connection pool if this object owns it; later requests are refused."""
+        self.closed = True
         if self._owns_http:
             await self._http.aclose()
 
     async def post(self, url: str, body: Mapping[str, Any]) -> httpx.Response:
         """POST ``body`` as JSON; return the first answer that is not worth retrying."""
+        if self.closed:
+            raise D1Unavailable(f"the {self.service} client is closed")
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
             try:

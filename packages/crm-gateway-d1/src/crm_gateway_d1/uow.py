@@ -233,7 +233,6 @@ class D1UnitOfWork:
         self._client = client
         self._chain_locks = chain_locks or ChainLocks()
         self._held: list[str | None] = []
-        self._closed = False
         self._pending: dict[str, dict[Key, Any]] = {}
         self._inserted: dict[str, set[Key]] = {}
         self._writes: list[Statement | D1Statement] = []
@@ -264,7 +263,7 @@ class D1UnitOfWork:
     # -- talking to D1 -------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._client.closed:
             raise Unavailable("the D1 gateway is closed")
 
     async def fetch(self, statement: Statement) -> list[Mapping[str, Any]]:
@@ -633,7 +632,7 @@ class D1UnitOfWork:
         """Discard the buffer and release outbox leases taken by this unit of work."""
         self._clear()
         leases, self._leases = self._leases, {}
-        if leases and not self._closed:
+        if leases and not self._client.closed:
             await self._client.batch(
                 [to_d1(_release(event_id, until)) for event_id, until in leases.items()]
             )
