@@ -12,11 +12,13 @@ the PostgreSQL tests — never skips them — so CI cannot pass without them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -73,6 +75,12 @@ class PostgresDatabases:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _run(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` on a fresh event loop in a thread (a test's loop may be running)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, work()).result()
+
+
 @pytest.fixture(scope="session")
 def postgres_databases() -> Iterator[PostgresDatabases]:
     """The session's template database (created and migrated once, dropped at the end)."""
@@ -86,11 +94,11 @@ def postgres_databases() -> Iterator[PostgresDatabases]:
         finally:
             await gateway.close()
 
-    asyncio.run(setup())
+    _run(setup)
     try:
         yield PostgresDatabases(template)
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        _run(lambda: _admin(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -105,7 +105,8 @@ def _sqlstate(exc: BaseException) -> str | None:
 def from_postgres(exc: BaseException, statement: Statement | None = None) -> CrmError:
     """Translate an error raised through SQLAlchemy's asyncpg dialect (or by asyncpg)."""
     code = _sqlstate(exc)
-    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    detail = (text.splitlines()[0] if text else type(exc).__name__)[:300]
     if code == _UNIQUE:
         return Conflict(f"already exists ({detail})")
     if code == _FOREIGN_KEY:
