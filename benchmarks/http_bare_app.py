@@ -1,4 +1,4 @@
-"""The baseline of ``http_bench.py``: a bare Litestar handler reading one contact with stdlib sqlite3.
+"""Baseline of ``http_bench.py``: a bare Litestar handler reading a contact with stdlib sqlite3.
 
 No token, no session, no tenant, no IP check, no RBAC, no audit, no gateway:
 the practical limit of "Litestar + SQLite" on this machine.  Served by
