@@ -11,7 +11,10 @@ Prints one table:
   medians and their ratio (rows/s gateway ÷ rows/s raw; target ≥ 0.5);
 * one keyset page (50 contacts, id descending, after a random cursor) through
   ``contacts.list`` on a table of 1M contacts of one location: median ms
-  (target ≤ 5 ms), mapping to entities included.
+  (target ≤ 5 ms), mapping to entities included;
+* SQLite: a point read plus an audit append in one unit of work (what an
+  authenticated ``GET /api/contacts/{id}`` costs the store) vs the same work in
+  hand-written stdlib ``sqlite3`` (the HTTP issue needs ≥ 0.3×).
 
 PostgreSQL: ``CRM_TEST_POSTGRES_URL`` (default
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); the script creates and
@@ -36,7 +39,7 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
-from crm_domain.entities import Contact, ContactSource, ContactStatus, Location
+from crm_domain.entities import AuditEntry, Contact, ContactSource, ContactStatus, Location
 from crm_domain.queries import ContactQuery, encode_cursor
 from crm_gateway_sql import schema
 from crm_gateway_sql.gateway import SqlGateway, create_gateway
@@ -166,8 +169,55 @@ async def bench_sqlite(rows_n: int, list_n: int, rounds: int) -> list[tuple[str,
     results.append(
         ("SQLite list page at " + f"{list_n:,} rows", await list_pages(gateway, "L", list_n))
     )
+    results.append(("SQLite point read + audit append", await read_and_audit(gateway, db.path)))
     await gateway.close()
     return results
+
+
+async def read_and_audit(gateway: SqlGateway, path: str, count: int = 3000) -> str:
+    """What an HTTP ``GET /api/contacts/{id}`` costs the store: read one row, append audit."""
+    rng = random.Random(11)
+    ids = [f"L-{rng.randrange(100_000):09d}" for _ in range(count)]
+    started = time.perf_counter()
+    for i, contact_id in enumerate(ids):
+        async with gateway.unit_of_work("L") as uow:
+            await uow.contacts.get(contact_id)
+            await uow.audit.append(
+                AuditEntry(
+                    id=f"bench-g-{i}",
+                    tenant_id="L",
+                    user_id="u1",
+                    action="READ",
+                    resource_type="contact",
+                    resource_id=contact_id,
+                    occurred_at=NOW,
+                )
+            )
+            await uow.commit()
+    mine = count / (time.perf_counter() - started)
+
+    # The raw baseline: the same work with hand-written SQL on stdlib sqlite3.
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    insert = (
+        "INSERT INTO hipaa_audit_log (id, chain, tenant_id, user_id, action, resource_type,"
+        " resource_id, outcome, occurred_at, sequence, prev_hash, hash)"
+        " VALUES (?, 'raw', NULL, 'u1', 'READ', 'contact', ?, 'success', 0, ?, ?, ?)"
+    )
+    started = time.perf_counter()
+    for i, contact_id in enumerate(ids):
+        conn.execute("SELECT * FROM contacts WHERE id = ? AND tenant_id = 'L'", (contact_id,))
+        conn.execute("BEGIN IMMEDIATE")
+        head = conn.execute(
+            "SELECT sequence, hash FROM hipaa_audit_log WHERE chain = 'raw'"
+            " ORDER BY sequence DESC LIMIT 1"
+        ).fetchone()
+        seq, prev = (head[0] + 1, head[1]) if head else (1, "0" * 64)
+        conn.execute(insert, (f"bench-r-{i}", contact_id, seq, prev, "f" * 64))
+        conn.execute("COMMIT")
+    raw = count / (time.perf_counter() - started)
+    conn.close()
+    return f"gateway {mine:,.0f}/s vs raw sqlite3 {raw:,.0f}/s: ratio {mine / raw:.2f}"
 
 
 async def list_pages(gateway: SqlGateway, tenant: str, count: int, samples: int = 300) -> str:
