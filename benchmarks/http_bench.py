@@ -241,9 +241,16 @@ def bench_http(contacts: int, seconds: float, runs: int) -> dict[str, object]:
         "ratio": round(full / bare, 3),
         "audit_entries": audited,
     }
-    pg = os.environ.get("CRM_BENCH_POSTGRES_URL")
-    if pg:
-        report["postgres_full_rps"] = round(_bench_full_only(pg, contacts, seconds, runs, env))
+    if os.environ.get("CRM_BENCH_SKIP_POSTGRES") != "1":
+        try:
+            pg = asyncio.run(_fresh_postgres("crm_bench_http"))
+        except OSError as exc:
+            report["postgres"] = f"skipped: {exc}"
+        else:
+            print(f"seeding {contacts} contacts into PostgreSQL …", flush=True)
+            full_pg = _bench_full_only(pg, contacts, seconds, runs, env)
+            report["postgres_full_rps"] = round(full_pg)
+            report["postgres_ratio_to_bare_sqlite"] = round(full_pg / bare, 3)
     shutil.rmtree(workdir, ignore_errors=True)
     return report
 

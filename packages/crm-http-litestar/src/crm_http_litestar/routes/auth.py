@@ -7,7 +7,8 @@ from datetime import datetime
 import attrs
 import msgspec
 from crm_domain.entities import Location
-from crm_domain.errors import NotFound, PermissionDenied
+from crm_domain.errors import NotFound, PermissionDenied, ValidationError
+from crm_domain.values import parse_email
 from litestar import Router, get, post
 from litestar.params import JSONBody
 
@@ -68,9 +69,14 @@ async def google_sign_in(crm: CrmDep, data: JSONBody[GoogleSignIn]) -> SessionTo
     except InvalidGoogleToken as exc:
         pipeline.detail = f"google token refused: {exc}"
         raise Unauthenticated("the Google sign-in could not be verified") from None
+    try:
+        email = parse_email(identity.email)
+    except ValidationError:
+        pipeline.detail = "google token carries an unusable email"
+        raise Unauthenticated("the Google sign-in could not be verified") from None
     async with runtime.gateway.unit_of_work(None) as uow:
         try:
-            user = await uow.users.get_by_email(identity.email.lower())
+            user = await uow.users.get_by_email(email)
         except NotFound:
             pipeline.detail = "no staff account for this Google account"
             raise PermissionDenied("this Google account has no access to the CRM") from None
