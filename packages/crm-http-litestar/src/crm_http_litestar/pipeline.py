@@ -23,6 +23,7 @@ under ``/api`` lacks a permission (:func:`check_route_permissions`).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -146,13 +147,20 @@ class RequestGate:
         http_scope = scope
         runtime = runtime_of(scope)
         client = scope.get("client")
-        address = resolve_client_ip(
-            client[0] if client else None, scope["headers"], runtime.settings.trusted_proxies
-        )
+        peer = client[0] if client else None
+        proxies = runtime.settings.trusted_proxies
+        if not proxies and peer is not None and peer.count(".") == 3 and ":" not in peer:
+            # The common case: a plain IPv4 peer and no proxies to consider; servers
+            # report it in canonical dotted form, and the allowlist parses it anyway.
+            client_ip: str | None = peer
+        else:
+            address = resolve_client_ip(peer, scope["headers"], proxies)
+            client_ip = None if address is None else str(address)
         state = RequestState(
-            request_id=runtime.ids.new_id(),
+            # Random, not time-ordered: it only ties a response to its audit entry.
+            request_id=uuid.uuid4().hex,
             started=time.perf_counter(),
-            client_ip=None if address is None else str(address),
+            client_ip=client_ip,
             user_agent=_header(scope, b"user-agent"),
             method=http_scope["method"],
             path=http_scope["path"],
