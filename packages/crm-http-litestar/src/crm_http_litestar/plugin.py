@@ -15,6 +15,7 @@ from litestar import Litestar, Request, Router
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
+from litestar.logging.config import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
@@ -100,6 +101,13 @@ class CrmPlugin(InitPluginProtocol):
             "crm": Provide(provide_crm, sync_to_thread=False),
         }
         app_config.request_max_body_size = settings.max_body_bytes
+        # Warnings and errors from libraries; our own INFO (worker, audit) stays visible.
+        # Unhandled errors are logged once, by the problem-details handler.
+        app_config.logging_config = LoggingConfig(
+            root={"handlers": ["queue_listener"], "level": "WARNING"},
+            loggers={"crm_http_litestar": {"level": "INFO", "propagate": True}},
+            log_exceptions="never",
+        )
         if settings.cors_origins:
             app_config.cors_config = CORSConfig(allow_origins=list(settings.cors_origins))
         app_config.openapi_config = OpenAPIConfig(
