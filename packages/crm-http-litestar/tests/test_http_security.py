@@ -437,3 +437,15 @@ async def test_health_and_openapi_document_permissions_and_errors(world: World) 
         assert "**Permission:**" in op.get("description", ""), (path, method)
         for status in ("401", "403", "422", "429", "503"):
             assert status in op["responses"], (path, method, status)
+
+
+async def test_no_durable_audit_entry_means_no_data(world: World) -> None:
+    contact_id = await _first_contact(world)
+    headers = await world.headers("owner")
+    await world.runtime.recorder.aclose()  # the audit log refuses new entries from now on
+    read = await world.client.get(f"/api/contacts/{contact_id}", headers=headers)
+    assert read.status_code == 503
+    assert "first_name" not in read.text
+    refused = await world.client.get("/api/contacts")
+    assert refused.status_code == 503  # not even a refusal goes out unaudited
+    assert refused.json()["status"] == 503
