@@ -8,6 +8,7 @@ this package.  Nothing connects until the first unit of work runs a statement.
 
 from __future__ import annotations
 
+import functools
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -50,135 +51,104 @@ class SqlUnitOfWork:
     def __init__(self, session: SqlSession, tenant_id: str | None) -> None:
         self.tenant_id = tenant_id
         self.session = session
-        self._finished = False
-        self._locations = repo.LocationRepository(self, Location, schema.locations, "location")
-        self._users = repo.UserRepository(self, StaffUser, schema.staff_users, "user")
-        self._memberships = repo.MembershipRepository(
-            self, Membership, schema.user_permissions, "membership"
-        )
-        self._permissions = repo.PermissionRepository(self)
-        self._sessions = repo.SessionRepository(self)
-        self._webhook_receipts = repo.WebhookReceiptRepository(self)
-        self._ip_rules = repo.IpRuleRepository(self, IpRule, schema.ip_whitelist, "IP rule")
-        self._contacts = repo.ContactRepository(self, Contact, schema.contacts, "contact")
-        self._touchpoints: repo.CrudRepository[Touchpoint, TouchpointQuery] = repo.CrudRepository(
-            self, Touchpoint, schema.touchpoints, "touchpoint"
-        )
-        self._bookings = repo.BookingRepository(self, Booking, schema.bookings, "booking")
-        self._tasks: repo.CrudRepository[Task, TaskQuery] = repo.CrudRepository(
-            self, Task, schema.tasks, "task"
-        )
-        self._sms: repo.CrudRepository[SmsMessage, SmsQuery] = repo.CrudRepository(
-            self, SmsMessage, schema.sms_messages, "SMS message"
-        )
-        self._campaigns: repo.CrudRepository[EmailCampaign, CampaignQuery] = repo.CrudRepository(
-            self, EmailCampaign, schema.email_campaigns, "campaign"
-        )
-        self._deliveries: repo.CrudRepository[CampaignDelivery, DeliveryQuery] = (
-            repo.CrudRepository(self, CampaignDelivery, schema.campaign_deliveries, "delivery")
-        )
-        self._automations: repo.CrudRepository[AutomationRule, AutomationQuery] = (
-            repo.CrudRepository(self, AutomationRule, schema.automation_rules, "automation rule")
-        )
-        self._idempotency = repo.IdempotencyRepository(self)
-        self._audit = repo.AuditRepository(self)
-        self._analytics = repo.AnalyticsRepository(self)
-        self._outbox = repo.OutboxRepository(self)
 
-    @property
+    # Repositories are made on first use: a request touches two or three of the
+    # nineteen, and building all of them was a measurable share of a point read.
+
+    @functools.cached_property
     def locations(self) -> repo.LocationRepository:
         """Locations (global)."""
-        return self._locations
+        return repo.LocationRepository(self, Location, schema.locations, "location")
 
-    @property
+    @functools.cached_property
     def users(self) -> repo.UserRepository:
         """Staff users (global)."""
-        return self._users
+        return repo.UserRepository(self, StaffUser, schema.staff_users, "user")
 
-    @property
+    @functools.cached_property
     def memberships(self) -> repo.MembershipRepository:
         """Memberships (global)."""
-        return self._memberships
+        return repo.MembershipRepository(self, Membership, schema.user_permissions, "membership")
 
-    @property
+    @functools.cached_property
     def permissions(self) -> repo.PermissionRepository:
         """Role grants (global)."""
-        return self._permissions
+        return repo.PermissionRepository(self)
 
-    @property
+    @functools.cached_property
     def sessions(self) -> repo.SessionRepository:
         """Sessions (global)."""
-        return self._sessions
+        return repo.SessionRepository(self)
 
-    @property
+    @functools.cached_property
     def webhook_receipts(self) -> repo.WebhookReceiptRepository:
         """Processed webhook events (global)."""
-        return self._webhook_receipts
+        return repo.WebhookReceiptRepository(self)
 
-    @property
+    @functools.cached_property
     def ip_rules(self) -> repo.IpRuleRepository:
         """The location's IP allowlist."""
-        return self._ip_rules
+        return repo.IpRuleRepository(self, IpRule, schema.ip_whitelist, "IP rule")
 
-    @property
+    @functools.cached_property
     def contacts(self) -> repo.ContactRepository:
         """The location's contacts."""
-        return self._contacts
+        return repo.ContactRepository(self, Contact, schema.contacts, "contact")
 
-    @property
+    @functools.cached_property
     def touchpoints(self) -> repo.CrudRepository[Touchpoint, TouchpointQuery]:
         """The location's touchpoints."""
-        return self._touchpoints
+        return repo.CrudRepository(self, Touchpoint, schema.touchpoints, "touchpoint")
 
-    @property
+    @functools.cached_property
     def bookings(self) -> repo.BookingRepository:
         """The location's bookings."""
-        return self._bookings
+        return repo.BookingRepository(self, Booking, schema.bookings, "booking")
 
-    @property
+    @functools.cached_property
     def tasks(self) -> repo.CrudRepository[Task, TaskQuery]:
         """The location's tasks."""
-        return self._tasks
+        return repo.CrudRepository(self, Task, schema.tasks, "task")
 
-    @property
+    @functools.cached_property
     def sms(self) -> repo.CrudRepository[SmsMessage, SmsQuery]:
         """The location's SMS messages."""
-        return self._sms
+        return repo.CrudRepository(self, SmsMessage, schema.sms_messages, "SMS message")
 
-    @property
+    @functools.cached_property
     def campaigns(self) -> repo.CrudRepository[EmailCampaign, CampaignQuery]:
         """The location's email campaigns."""
-        return self._campaigns
+        return repo.CrudRepository(self, EmailCampaign, schema.email_campaigns, "campaign")
 
-    @property
+    @functools.cached_property
     def deliveries(self) -> repo.CrudRepository[CampaignDelivery, DeliveryQuery]:
         """The location's campaign deliveries."""
-        return self._deliveries
+        return repo.CrudRepository(self, CampaignDelivery, schema.campaign_deliveries, "delivery")
 
-    @property
+    @functools.cached_property
     def automations(self) -> repo.CrudRepository[AutomationRule, AutomationQuery]:
         """The location's automation rules."""
-        return self._automations
+        return repo.CrudRepository(self, AutomationRule, schema.automation_rules, "automation rule")
 
-    @property
+    @functools.cached_property
     def idempotency(self) -> repo.IdempotencyRepository:
         """Stored idempotent answers of the location."""
-        return self._idempotency
+        return repo.IdempotencyRepository(self)
 
-    @property
+    @functools.cached_property
     def audit(self) -> repo.AuditRepository:
         """The location's audit chain (the system chain when unbound)."""
-        return self._audit
+        return repo.AuditRepository(self)
 
-    @property
+    @functools.cached_property
     def analytics(self) -> repo.AnalyticsRepository:
         """Report aggregates of the location."""
-        return self._analytics
+        return repo.AnalyticsRepository(self)
 
-    @property
+    @functools.cached_property
     def outbox(self) -> repo.OutboxRepository:
         """The transactional outbox."""
-        return self._outbox
+        return repo.OutboxRepository(self)
 
     async def commit(self) -> None:
         """Make every change durable, atomically."""
