@@ -93,6 +93,8 @@ async def test_sqlite_tampering_with_a_row_is_reported(
     assert broken is not None
     assert (broken.entry_id, broken.sequence) == ("A-2", 3)
     assert "edited" in broken.reason
+    # Read two entries at a time, the break is found across batch boundaries too.
+    assert await verify(sqlite_gateway, "A", batch=2) == broken
     assert await verify(sqlite_gateway, None) is None
     assert await verify_all(sqlite_gateway) == broken
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 from crm_domain.audit_chain import ChainBreak, verify_chain
 from crm_domain.entities import AuditEntry
 from crm_domain.ports.gateway import DatabaseGateway
@@ -11,23 +16,33 @@ from crm_domain.queries import LocationQuery
 BATCH = 1000
 
 
-async def verify(gateway: DatabaseGateway, tenant_id: str | None) -> ChainBreak | None:
+async def verify(
+    gateway: DatabaseGateway, tenant_id: str | None, *, batch: int = BATCH
+) -> ChainBreak | None:
     """Check one chain (a location's, or the system chain for ``None``); the first break.
 
-    The chain is read in sequence order in batches and checked with
-    :func:`crm_domain.audit_chain.verify_chain` as a whole, so a deleted,
-    edited or reordered entry anywhere is reported at the first place it shows.
+    :func:`crm_domain.audit_chain.verify_chain` walks the whole chain in
+    sequence order, so a deleted, edited or reordered entry anywhere is
+    reported where it first shows.  It runs in a worker thread and pulls
+    entries through a generator that reads ``batch`` at a time on the event
+    loop, so memory stays bounded however long the chain is, and reading
+    stops at the first break.
     """
-    entries: list[AuditEntry] = []
-    after = 0
     async with gateway.unit_of_work(tenant_id) as uow:
-        while True:
-            batch = list(await uow.audit.chain(after_sequence=after, limit=BATCH))
-            entries.extend(batch)
-            if len(batch) < BATCH:
-                break
-            after = batch[-1].sequence
-    return verify_chain(entries, tenant_id)
+
+        async def read(after: int) -> list[AuditEntry]:
+            return list(await uow.audit.chain(after_sequence=after, limit=batch))
+
+        def entries() -> Iterator[AuditEntry]:
+            after = 0
+            while True:
+                entries_read = anyio.from_thread.run(read, after)
+                yield from entries_read
+                if len(entries_read) < batch:
+                    return
+                after = entries_read[-1].sequence
+
+        return await anyio.to_thread.run_sync(verify_chain, entries(), tenant_id)
 
 
 async def verify_all(gateway: DatabaseGateway) -> ChainBreak | None:
