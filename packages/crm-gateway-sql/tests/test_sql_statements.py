@@ -6,7 +6,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 import pytest
-from crm_domain.entities import Contact
+from crm_domain.entities import Contact, Location
 from crm_domain.errors import PermissionDenied
 from crm_domain.queries import ContactQuery, encode_cursor
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -14,6 +14,7 @@ from sqlalchemy.schema import CreateTable
 
 from crm_gateway_sql import schema
 from crm_gateway_sql import statements as st
+from crm_gateway_sql.gateway import SqlGateway
 from crm_gateway_sql.mapping import from_row, from_row_validated, to_row
 
 NOW = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -85,3 +86,29 @@ def test_rows_keep_the_instant_and_microseconds() -> None:
     row = to_row(contact)
     assert row["created_at"] == 1772357415123456
     assert from_row(Contact, row).created_at == NOW
+
+
+@pytest.mark.anyio
+async def test_search_is_case_insensitive_beyond_ascii(any_gateway: SqlGateway) -> None:
+    async with any_gateway.unit_of_work() as uow:
+        await uow.locations.add(
+            Location(id="A", code="a", name="A", timezone="UTC", created_at=NOW)
+        )
+        await uow.commit()
+    async with any_gateway.unit_of_work("A") as uow:
+        await uow.contacts.add(
+            Contact(
+                id="c1",
+                tenant_id="A",
+                first_name="Zoë",
+                last_name="Ödegaard",
+                email="zoe@example.com",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        await uow.commit()
+    async with any_gateway.unit_of_work("A") as uow:
+        assert await uow.contacts.count(ContactQuery(search="ZOË")) == 1
+        assert await uow.contacts.count(ContactQuery(search="ödeg")) == 1
+        assert await uow.contacts.count(ContactQuery(search="50%")) == 0

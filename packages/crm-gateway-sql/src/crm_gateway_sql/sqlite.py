@@ -49,6 +49,10 @@ from crm_gateway_sql.session import Row
 from crm_gateway_sql.statements import CompiledSql, Statement, compile_sqlite, insert_many
 
 
+def _lower(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
+    return value.lower() if isinstance(value, str) else value
+
+
 class SqliteDatabase:
     """One SQLite database file (or in-memory database) and its connections."""
 
@@ -76,6 +80,9 @@ class SqliteDatabase:
                 cached_statements=512,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            # SQLite's lower() folds ASCII only; searches compare lower(column)
+            # with lower(needle), so a Unicode-aware one finds "Zoë" for "ZOË".
+            conn.create_function("lower", 1, _lower, deterministic=True)
             if not reader:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
