@@ -14,11 +14,7 @@ from crm_http_litestar.testing import SECRET, World, open_world
 
 
 def store_url(tmp_path: Path) -> str:
-    """SQLite through the SQL gateway (in-memory until that gateway is installed)."""
-    try:
-        from crm_gateway_sql import gateway as _sql  # noqa: F401
-    except ImportError:
-        return "memory://"
+    """A fresh SQLite file, through the SQL gateway (the embedded default store)."""
     return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
 
 
