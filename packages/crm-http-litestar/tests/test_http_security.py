@@ -449,3 +449,17 @@ async def test_no_durable_audit_entry_means_no_data(world: World) -> None:
     refused = await world.client.get("/api/contacts")
     assert refused.status_code == 503  # not even a refusal goes out unaudited
     assert refused.json()["status"] == 503
+
+
+async def test_cors_is_off_unless_configured(settings: Settings, clock: FixedClock) -> None:
+    async for world in open_world(settings, clock):
+        response = await world.client.get("/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in response.headers
+    allowed = settings.replace(cors_origins=("https://app.avatar-imaging.example",))
+    async for world in open_world(allowed, clock):
+        response = await world.client.get(
+            "/health", headers={"Origin": "https://app.avatar-imaging.example"}
+        )
+        assert response.headers["access-control-allow-origin"] == (
+            "https://app.avatar-imaging.example"
+        )
