@@ -1,1 +1,1 @@
-"""Mailers (SMTP, Gmail API) and SMS senders (ClickSend, MessageMedia) for the Avatar Imaging CRM."""
+"""Mailers and SMS senders for the Avatar Imaging CRM (not built yet: see the README)."""
