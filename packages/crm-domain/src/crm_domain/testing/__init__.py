@@ -51,7 +51,12 @@ What it checks, for every repository:
   chains per location;
 * concurrency — 20 concurrent units of work all land and the chain holds;
 * analytics — every metric and dimension against a data set with known
-  answers.
+  answers;
+* properties — Hypothesis draws random contacts (mixed scripts, offsets,
+  microseconds) and random combined queries; listing, paging and counting
+  must agree with :func:`crm_domain.queries.matches` (20 examples);
+* coverage — every CRUD repository of the ``UnitOfWork`` port has a kit
+  description, so a new repository cannot slip past the kit.
 
 Data sets are small (a few dozen rows per test) so the kit stays quick on
 gateways that cost a network round trip per statement.  Parents are always
@@ -62,6 +67,7 @@ from crm_domain.testing._access import AccessStoreConformance
 from crm_domain.testing._analytics import AnalyticsConformance
 from crm_domain.testing._base import GatewayKit, assert_same
 from crm_domain.testing._outbox_audit import AuditConformance, OutboxConformance
+from crm_domain.testing._properties import PropertyConformance
 from crm_domain.testing._repositories import (
     FilterConformance,
     PaginationConformance,
@@ -91,6 +97,7 @@ class GatewayConformance(
     AuditConformance,
     AnalyticsConformance,
     AccessStoreConformance,
+    PropertyConformance,
 ):
     """Every conformance test at once; subclass it and provide the ``gateway`` fixture."""
 
@@ -108,6 +115,7 @@ __all__ = [
     "GatewayKit",
     "OutboxConformance",
     "PaginationConformance",
+    "PropertyConformance",
     "RepoSpec",
     "RepositoryConformance",
     "TenantIsolationConformance",

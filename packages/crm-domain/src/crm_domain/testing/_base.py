@@ -34,6 +34,10 @@ class GatewayKit:
         return await World(gateway).setup()
 
 
+#: More pages than any kit data set needs: a cursor that never ends fails instead of hanging.
+MAX_PAGES = 200
+
+
 def _same(path: str, actual: Any, expected: Any, problems: list[str]) -> None:
     if attrs.has(type(expected)):
         if type(actual) is not type(expected):
@@ -86,4 +90,4 @@ def assert_same(actual: Any, expected: Any) -> None:
     assert not problems, "stored entity differs:\n  " + "\n  ".join(problems)
 
 
-__all__ = ["GatewayKit", "assert_same"]
+__all__ = ["MAX_PAGES", "GatewayKit", "assert_same"]

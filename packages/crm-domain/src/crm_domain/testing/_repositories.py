@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import typing
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +12,10 @@ import attrs
 import pytest
 
 from crm_domain.errors import NotFound, PermissionDenied, ValidationError
+from crm_domain.ports import gateway as gateway_port
+from crm_domain.ports.gateway import Repository, UnitOfWork
 from crm_domain.queries import MAX_LIMIT, ContactQuery, FilterSpec, ListQuery, Op, matches
-from crm_domain.testing._base import GatewayKit, assert_same
+from crm_domain.testing._base import MAX_PAGES, GatewayKit, assert_same
 from crm_domain.testing._specs import SPECS, TENANT_SPECS, RepoSpec
 from crm_domain.testing._world import PLUS_1030, World, evolve, repository_of
 
@@ -33,20 +36,37 @@ async def _all(world: World, spec: RepoSpec, tenant: str | None, query: ListQuer
     rows: list[Any] = []
     async with world.gateway.unit_of_work(tenant) as uow:
         repo = repository_of(uow, spec.name)
-        while True:
+        for _ in range(MAX_PAGES):
             page = await repo.list(query)
             rows.extend(page.items)
             if page.next_cursor is None:
                 return rows
             query = attrs.evolve(query, cursor=page.next_cursor)
+    raise AssertionError(f"{spec.name}: the cursor never ends (pages repeat rows?)")
 
 
 def _ids(rows: list[Any]) -> list[str]:
     return [r.id for r in rows]
 
 
+def _crud_repositories() -> set[str]:
+    """Names of the ``UnitOfWork`` properties whose type is a CRUD ``Repository``."""
+    names = set()
+    for name, member in vars(UnitOfWork).items():
+        if isinstance(member, property) and member.fget is not None:
+            returned = typing.get_type_hints(member.fget, vars(gateway_port)).get("return")
+            if isinstance(returned, type) and Repository in getattr(returned, "__mro__", ()):
+                names.add(name)
+    return names
+
+
 class RepositoryConformance(GatewayKit):
     """Create, get, update and delete round trips for every CRUD repository."""
+
+    def test_the_kit_covers_every_crud_repository_of_the_port(self) -> None:
+        ports = _crud_repositories()
+        assert len(ports) >= 12
+        assert ports == {s.name for s in SPECS}, "crm_domain.testing._specs needs a RepoSpec"
 
     @pytest.mark.parametrize("spec", SPECS, ids=str)
     async def test_add_then_get_returns_the_same_entity(self, world: World, spec: RepoSpec) -> None:
@@ -230,6 +250,7 @@ class PaginationConformance(GatewayKit):
             async with world.gateway.unit_of_work(tenant) as uow:
                 page = await repository_of(uow, spec.name).list(query)
             pages += 1
+            assert pages <= MAX_PAGES, "the cursor never ends (pages repeat rows?)"
             assert page.items, "a page is never empty (no trailing empty page)"
             assert len(page.items) <= 3
             seen.extend(_ids(list(page.items)))
