@@ -39,7 +39,7 @@ class SqlSession(Protocol):
         ...
 
     async def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run one statement for each parameter set in ``rows`` (``executemany``)."""
+        """Run one statement per parameter set in ``rows`` (``executemany``); all or nothing."""
         ...
 
     async def bulk_insert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -190,13 +190,28 @@ class SqliteSession:
             raise self._translate(exc, statement) from exc
 
     async def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        """``executemany`` on the writer (always a write)."""
+        """``executemany`` on the writer (always a write), all or nothing.
+
+        ``executemany`` steps the statement once per row, so a failure on row
+        *n* would leave rows before it in the transaction: a savepoint (two
+        statements of a few microseconds) undoes them.
+        """
         await self.begin_write()
         compiled = self._db.compiled(statement)
         params = rows if not compiled.defaults else [compiled.named_params(r) for r in rows]
+        writer = self._db.writer
+        atomic = False
         try:
-            self._db.writer.executemany(compiled.sql, params)
+            if len(rows) > 1:
+                writer.execute("SAVEPOINT crm_execute_many")
+                atomic = True
+            writer.executemany(compiled.sql, params)
+            if atomic:
+                writer.execute("RELEASE SAVEPOINT crm_execute_many")
         except sqlite3.Error as exc:
+            if atomic:
+                writer.execute("ROLLBACK TO SAVEPOINT crm_execute_many")
+                writer.execute("RELEASE SAVEPOINT crm_execute_many")
             raise from_sqlite(exc, statement) from exc
 
     async def bulk_insert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
