@@ -8,10 +8,11 @@ import pytest
 
 from crm_domain.entities import AuditEntry, Booking, Contact, Location, Touchpoint
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationError
-from crm_domain.memory import InMemoryGateway, InMemoryQueue, RecordingMailer
+from crm_domain.memory import InMemoryGateway, InMemoryQueue, RecordingMailer, RecordingSmsSender
 from crm_domain.plugins import load_gateway
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
-from crm_domain.ports.messaging import OutgoingEmail
+from crm_domain.ports.messaging import Mailer, OutgoingEmail, OutgoingSms, SmsSender
+from crm_domain.ports.queue import QueueGateway
 from crm_domain.queries import ContactQuery
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -138,6 +139,16 @@ async def test_closed_gateway_is_unavailable() -> None:
     await gateway.close()
     with pytest.raises(Unavailable):
         gateway.unit_of_work("loc-a")
+
+
+async def test_recording_adapters_satisfy_their_ports() -> None:
+    assert isinstance(InMemoryQueue(), QueueGateway)
+    assert isinstance(RecordingMailer(), Mailer)
+    assert isinstance(RecordingSmsSender(), SmsSender)
+    sender = RecordingSmsSender(provider="clicksend")
+    result = await sender.send(OutgoingSms(to="+61412345678", body="Hi"))
+    assert (result.provider, result.provider_message_id) == ("clicksend", "sms-1")
+    assert [m.body for m in sender.sent] == ["Hi"]
 
 
 async def test_recording_adapters_keep_messages_and_fail_on_demand() -> None:
