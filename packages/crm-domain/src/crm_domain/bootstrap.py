@@ -8,6 +8,8 @@ no default unit of work.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from crm_domain.audit import AuditRecorder, DirectAuditRecorder
@@ -23,7 +25,10 @@ from crm_domain.services import (
     AuditService,
     BookingService,
     ContactService,
+    EventHandler,
+    SmsService,
     TaskService,
+    warmness_handlers,
 )
 
 
@@ -34,6 +39,8 @@ class Services:
     contacts: ContactService
     bookings: BookingService
     tasks: TaskService
+    #: SMS received and sent (``sms`` below is the sender port).
+    messages: SmsService
     access: AccessService
     audit: AuditService
     #: The RBAC check the services use; HTTP guards may ask it too.
@@ -47,6 +54,14 @@ class Services:
     queue: QueueGateway | None = None
     mailer: Mailer | None = None
     sms: SmsSender | None = None
+
+    def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
+        """The domain's outbox consumers by event name, for a worker to register.
+
+        Today: warmness rescored on touchpoint and booking events (needs ``ai``;
+        without a provider the handlers change nothing).
+        """
+        return warmness_handlers(self.contacts)
 
 
 def bootstrap(
@@ -67,6 +82,10 @@ def bootstrap(
     (one commit per read's audit entry; the HTTP layer passes a group-commit
     recorder).  ``ai``, ``queue``, ``mailer`` and ``sms`` are optional: the core
     services work without them, and are handed on to the services that use them.
+    Without ``ai``: contacts keep the warmness they are given, new tasks are
+    ``normal``, inbound SMS are read by keywords only (opt-outs still act) and
+    go to reception; :class:`crm_domain.memory.RuleOfThumbAI` is the in-library
+    fake for tests and examples, ``crm-ai`` the real providers.
     """
     clock = clock or SystemClock()
     ids = ids or UlidFactory()
@@ -77,7 +96,8 @@ def bootstrap(
     return Services(
         contacts=ContactService(*ports, ai=ai),
         bookings=BookingService(*ports, prevent_overlaps=prevent_booking_overlaps),
-        tasks=TaskService(*ports),
+        tasks=TaskService(*ports, ai=ai),
+        messages=SmsService(*ports, ai=ai, sender=sms),
         access=AccessService(*ports),
         audit=AuditService(*ports),
         authorizer=authorizer,

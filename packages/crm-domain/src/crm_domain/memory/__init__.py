@@ -5,7 +5,8 @@
   every gateway shares, and :mod:`crm_domain.memory._schema` the keys and
   foreign keys it enforces;
 * :class:`InMemoryQueue`, :class:`RecordingMailer`, :class:`RecordingSmsSender`
-  — record what they are given, and can be told to fail.
+  — record what they are given, and can be told to fail;
+* :class:`RuleOfThumbAI` — a tiny deterministic AI provider (``crm-ai`` holds the real ones).
 
 Clocks and id factories live in :mod:`crm_domain.clock` (``FixedClock``,
 ``UlidFactory``).
@@ -13,6 +14,7 @@ Clocks and id factories live in :mod:`crm_domain.clock` (``FixedClock``,
 
 from crm_domain.memory._schema import TABLES, ForeignKey, Table, Unique
 from crm_domain.memory.adapters import InMemoryQueue, RecordingMailer, RecordingSmsSender
+from crm_domain.memory.ai import RuleOfThumbAI
 from crm_domain.memory.analytics import compute_metric
 from crm_domain.memory.gateway import (
     CHAIN_LOCK_TIMEOUT,
@@ -30,6 +32,7 @@ __all__ = [
     "InMemoryUnitOfWork",
     "RecordingMailer",
     "RecordingSmsSender",
+    "RuleOfThumbAI",
     "Table",
     "Unique",
     "compute_metric",

@@ -6,6 +6,7 @@ work and produces exactly one audit entry (see :mod:`crm_domain.audit`).
 :func:`crm_domain.bootstrap.bootstrap` wires them all.
 """
 
+from crm_domain.services._ai import lead_profile
 from crm_domain.services._base import Call, ServiceBase
 from crm_domain.services.access import AccessService, Member
 from crm_domain.services.audit import AuditService, ChainReport
@@ -27,13 +28,23 @@ from crm_domain.services.commands import (
     UpdateTask,
     UpsertExternalBooking,
 )
-from crm_domain.services.contacts import ContactService
+from crm_domain.services.contacts import WARMNESS_RECEIPTS, ContactService
 from crm_domain.services.events import EventName
+from crm_domain.services.handlers import (
+    WARMNESS_EVENTS,
+    EventHandler,
+    RescoreWarmness,
+    warmness_handlers,
+)
+from crm_domain.services.sms import CANCELLED_BY_SMS, SmsService
 from crm_domain.services.tasks import TaskService
 
 __all__ = [
+    "CANCELLED_BY_SMS",
     "MAX_BOOKING_LENGTH",
     "UNSET",
+    "WARMNESS_EVENTS",
+    "WARMNESS_RECEIPTS",
     "AccessService",
     "AddTouchpoint",
     "AddUser",
@@ -48,14 +59,19 @@ __all__ = [
     "CreateContact",
     "CreateLocation",
     "CreateTask",
+    "EventHandler",
     "EventName",
     "Member",
     "RescheduleBooking",
+    "RescoreWarmness",
     "ServiceBase",
+    "SmsService",
     "TaskService",
     "Unset",
     "UpdateContact",
     "UpdateLocation",
     "UpdateTask",
     "UpsertExternalBooking",
+    "lead_profile",
+    "warmness_handlers",
 ]

@@ -172,14 +172,18 @@ class UpsertExternalBooking:
 
 @attrs.frozen(slots=True, kw_only=True)
 class CreateTask:
-    """Create a to-do, optionally about a contact or booking of the location."""
+    """Create a to-do, optionally about a contact or booking of the location.
+
+    ``priority`` ``None`` lets the AI provider, if any, suggest one (``normal``
+    otherwise).
+    """
 
     title: str
     description: str | None = None
     contact_id: str | None = None
     booking_id: str | None = None
     assignee_id: str | None = None
-    priority: str = "normal"
+    priority: str | None = None
     due_at: datetime | None = None
 
 

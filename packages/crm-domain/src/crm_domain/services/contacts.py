@@ -13,20 +13,25 @@ from crm_domain.entities import (
     Contact,
     Resource,
     Touchpoint,
+    WebhookReceipt,
 )
 from crm_domain.errors import Conflict, Unavailable, ValidationError
 from crm_domain.pagination import Page
 from crm_domain.policies.rbac import Authorizer
-from crm_domain.ports.ai import AIProvider, ContactDraft, LeadProfile
+from crm_domain.ports.ai import AIProvider, ContactDraft
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import ContactQuery, TouchpointQuery
+from crm_domain.services._ai import lead_profile, load_lead_profile
 from crm_domain.services._base import ServiceBase
 from crm_domain.services.commands import AddTouchpoint, CreateContact, UpdateContact, changes
 from crm_domain.services.events import EventName
 from crm_domain.values import parse_email, parse_phone
 
 _CONSENT_FIELDS = ("email_opt_in", "sms_opt_in")
+
+#: ``WebhookReceipt.source`` of the outbox events already used to rescore warmness.
+WARMNESS_RECEIPTS = "outbox:warmness"
 
 
 def _facts(contact: Contact) -> dict[str, Any]:
@@ -259,6 +264,77 @@ class ContactService:
             call.detail = f"{len(page.items)} returned"
             return page
 
+    async def rescore_warmness(
+        self, ctx: Context, contact_id: str, *, event_id: str | None = None
+    ) -> Contact:
+        """Score a contact again from its recent touchpoints and bookings.
+
+        Stores ``warmness`` and ``warmness_reasons`` (audited as an UPDATE) and
+        emits ``ContactWarmnessChanged`` when the score moved.  The provider sees
+        a PHI-free :class:`~crm_domain.ports.ai.LeadProfile` only.  Without a
+        provider the contact is returned unchanged; an unavailable provider
+        raises ``Unavailable`` and stores nothing, so an outbox consumer retries.
+
+        ``event_id`` makes the call idempotent for an at-least-once consumer: the
+        event is recorded (``WebhookReceipt`` of source :data:`WARMNESS_RECEIPTS`)
+        in the same unit of work, and a second call with it changes nothing —
+        not even a score that time decay would have moved since.
+        """
+        base = self._base
+        async with base._use_case(
+            ctx,
+            Resource.CONTACTS,
+            Action.UPDATE,
+            audit=AuditAction.UPDATE,
+            resource_type="contact",
+            resource_id=contact_id,
+            write=True,
+        ) as call:
+            contact = await call.uow.contacts.get(contact_id)
+            if self._ai is None:
+                call.detail = "warmness: no AI provider"
+                return contact
+            now = base.clock.now()
+            if event_id is not None:
+                receipt = WebhookReceipt(
+                    source=WARMNESS_RECEIPTS,
+                    event_id=event_id,
+                    tenant_id=ctx.tenant_id,
+                    received_at=now,
+                )
+                if not await call.uow.webhook_receipts.record(receipt):
+                    call.detail = "warmness: event already processed"
+                    return contact
+            profile = await load_lead_profile(call.uow, contact)
+            assessment = await self._ai.analyze_warmness(profile, now)
+            call.detail = f"warmness rescored by {assessment.provider}"
+            if (contact.warmness, contact.warmness_reasons) == (
+                assessment.score,
+                assessment.reasons,
+            ):
+                return contact
+            updated = attrs.evolve(
+                contact,
+                warmness=assessment.score,
+                warmness_reasons=assessment.reasons,
+                updated_at=now,
+            )
+            await call.uow.contacts.update(updated)
+            if updated.warmness != contact.warmness:
+                await call.emit(
+                    EventName.CONTACT_WARMNESS_CHANGED,
+                    "contact",
+                    updated.id,
+                    {
+                        **_facts(updated),
+                        "previous_warmness": contact.warmness,
+                        "band": assessment.band.value,
+                        "provider": assessment.provider,
+                        "event_id": event_id,
+                    },
+                )
+            return updated
+
     # -- helpers --------------------------------------------------------------
 
     async def _refuse_duplicate_email(self, uow: UnitOfWork, contact: Contact) -> None:
@@ -274,17 +350,7 @@ class ContactService:
         if location.settings.ai_phi_allowed:
             contact = await self._enriched(ai, contact)
         if score:
-            profile = LeadProfile(
-                source=contact.source.value,
-                status=contact.status.value,
-                service_interest=contact.service_interest,
-                has_email=contact.email is not None,
-                has_phone=contact.phone is not None,
-                email_opt_in=contact.email_opt_in,
-                sms_opt_in=contact.sms_opt_in,
-                tags=contact.tags,
-                created_at=contact.created_at,
-            )
+            profile = lead_profile(contact)
             try:
                 assessment = await ai.analyze_warmness(profile, self._base.clock.now())
             except Unavailable:
@@ -322,4 +388,4 @@ class ContactService:
             return contact
 
 
-__all__ = ["ContactService"]
+__all__ = ["WARMNESS_RECEIPTS", "ContactService"]

@@ -8,13 +8,15 @@ import attrs
 
 from crm_domain.audit import AuditAction, AuditRecorder
 from crm_domain.context import Context
-from crm_domain.entities import Action, Resource, Task, TaskStatus
+from crm_domain.entities import Action, Resource, Task, TaskPriority, TaskStatus
 from crm_domain.errors import Conflict, NotFound, ValidationError
 from crm_domain.pagination import Page
 from crm_domain.policies.rbac import Authorizer
+from crm_domain.ports.ai import AIProvider, LeadProfile
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import MembershipQuery, TaskQuery
+from crm_domain.services._ai import load_lead_profile, suggest_priority
 from crm_domain.services._base import ServiceBase
 from crm_domain.services.commands import CreateTask, UpdateTask, changes
 from crm_domain.services.events import EventName
@@ -42,6 +44,10 @@ class TaskService:
     task is ``tasks:update``.  A task's contact and booking must belong to the
     location and its assignee an active member of it (``ValidationError`` naming
     the field otherwise).
+
+    A task created without a priority gets the AI provider's suggestion (from
+    its title and the PHI-free profile of its contact); without a provider, or
+    when it fails, ``normal``.
     """
 
     def __init__(
@@ -51,8 +57,10 @@ class TaskService:
         recorder: AuditRecorder,
         clock: Clock,
         ids: IdFactory,
+        ai: AIProvider | None = None,
     ) -> None:
         self._base = ServiceBase(gateway, authorizer, recorder, clock, ids)
+        self._ai = ai
 
     async def create(self, ctx: Context, command: CreateTask) -> Task:
         """Create a task; emits ``TaskCreated``."""
@@ -74,13 +82,20 @@ class TaskService:
                 contact_id=command.contact_id,
                 booking_id=command.booking_id,
                 assignee_id=command.assignee_id,
-                priority=command.priority,
+                priority=command.priority or TaskPriority.NORMAL,
                 due_at=command.due_at,
                 created_at=now,
                 updated_at=now,
             )
             call.resource_id = task.id
             await self._check_references(call.uow, task)
+            if command.priority is None and self._ai is not None:
+                profile: LeadProfile | None = None
+                if task.contact_id is not None:
+                    contact = await call.uow.contacts.get(task.contact_id)
+                    profile = await load_lead_profile(call.uow, contact)
+                priority = await suggest_priority(self._ai, task.title, profile)
+                task = attrs.evolve(task, priority=priority)
             await call.uow.tasks.add(task)
             await call.emit(EventName.TASK_CREATED, "task", task.id, _facts(task))
             return task

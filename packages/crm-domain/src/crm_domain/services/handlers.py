@@ -1,0 +1,63 @@
+"""Outbox consumers of the domain: what happens *after* an event is committed.
+
+An entry point's worker (``crm worker``, the in-process worker, a queue
+consumer) hands each :class:`~crm_domain.entities.OutboxMessage` to the
+handlers registered for its event name.  Delivery is at least once, so every
+handler is idempotent on ``event.id``; handlers act as the location's system
+user (:meth:`Context.system`) and go through the ordinary use cases, so RBAC,
+the unit of work and the audit entry are the same as for a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from crm_domain.context import Context
+from crm_domain.entities import OutboxMessage
+from crm_domain.errors import NotFound
+from crm_domain.services.contacts import ContactService
+from crm_domain.services.events import EventName
+
+#: A consumer of one event kind (same shape as the HTTP package's worker expects).
+EventHandler = Callable[[OutboxMessage], Awaitable[None]]
+
+#: Events that change how engaged a contact is, and so their warmness.
+WARMNESS_EVENTS = (
+    EventName.TOUCHPOINT_ADDED,
+    EventName.BOOKING_CREATED,
+    EventName.BOOKING_CANCELLED,
+    EventName.BOOKING_MARKED_NO_SHOW,
+    EventName.BOOKING_COMPLETED,
+)
+
+
+class RescoreWarmness:
+    """Rescores the contact named in an event's payload (``contact_id``)."""
+
+    def __init__(self, contacts: ContactService) -> None:
+        self._contacts = contacts
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Rescore once per event id; a contact deleted since is skipped."""
+        event = message.event
+        contact_id = event.payload.get("contact_id")
+        if event.tenant_id is None or not isinstance(contact_id, str):
+            return
+        request_id = event.payload.get("request_id")
+        ctx = Context.system(
+            event.tenant_id, request_id=request_id if isinstance(request_id, str) else None
+        )
+        try:
+            await self._contacts.rescore_warmness(ctx, contact_id, event_id=event.id)
+        except NotFound:
+            # Deleted after the event: nothing left to score (the failure is audited).
+            return
+
+
+def warmness_handlers(contacts: ContactService) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → handlers that keep warmness current."""
+    handler = RescoreWarmness(contacts)
+    return {name.value: (handler,) for name in WARMNESS_EVENTS}
+
+
+__all__ = ["WARMNESS_EVENTS", "EventHandler", "RescoreWarmness", "warmness_handlers"]

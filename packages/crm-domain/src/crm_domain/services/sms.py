@@ -1,0 +1,413 @@
+"""SMS: patients' replies understood and acted on, and messages sent to contacts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from crm_domain.audit import AuditAction, AuditRecorder
+from crm_domain.context import Context
+from crm_domain.entities import (
+    OPEN_STATUSES,
+    Action,
+    Booking,
+    BookingStatus,
+    Channel,
+    Contact,
+    Resource,
+    SmsDirection,
+    SmsIntent,
+    SmsMessage,
+    SmsStatus,
+    Task,
+    Touchpoint,
+    TouchpointKind,
+)
+from crm_domain.errors import Conflict, Unavailable
+from crm_domain.pagination import Page
+from crm_domain.policies.consent import is_opt_out
+from crm_domain.policies.rbac import Authorizer
+from crm_domain.ports.ai import AIProvider, SmsContext, SmsIntentResult
+from crm_domain.ports.clock import Clock, IdFactory
+from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
+from crm_domain.ports.messaging import OutgoingSms, SmsSender
+from crm_domain.queries import MAX_LIMIT, BookingQuery, ContactQuery, SmsQuery
+from crm_domain.services._ai import load_lead_profile, suggest_priority
+from crm_domain.services._base import Call, ServiceBase
+from crm_domain.services.bookings import _facts as _booking_facts
+from crm_domain.services.contacts import _facts as _contact_facts
+from crm_domain.services.events import EventName
+from crm_domain.services.tasks import _facts as _task_facts
+from crm_domain.values import parse_phone
+
+#: The cancellation reason of a booking cancelled by the patient's reply.
+CANCELLED_BY_SMS = "patient SMS"
+
+_TASK_TITLES = {
+    SmsIntent.RESCHEDULE: "Reschedule request by SMS",
+    SmsIntent.QUESTION: "Question by SMS",
+    SmsIntent.OTHER: "SMS reply to read",
+    SmsIntent.CONFIRM: "SMS confirmation without an open booking",
+    SmsIntent.CANCEL: "SMS cancellation without an open booking",
+}
+
+
+def _facts(message: SmsMessage) -> dict[str, Any]:
+    """Non-PHI facts about a message (its body and numbers are PHI)."""
+    return {
+        "sms_id": message.id,
+        "contact_id": message.contact_id,
+        "booking_id": message.booking_id,
+        "direction": message.direction.value,
+        "status": message.status.value,
+        "intent": None if message.intent is None else message.intent.value,
+        "intent_confidence": message.intent_confidence,
+        "provider": message.provider,
+    }
+
+
+class SmsService:
+    """Use cases on SMS messages.
+
+    Permissions (CONTRACT ``sms: send read``): ``sms:send`` to send and to take
+    in a patient's reply (the webhook acts as the location's system user),
+    ``sms:read`` to read.
+
+    An inbound message is matched to the contact by phone, its intent detected
+    by the AI provider from the text and PHI-free facts (is a booking coming,
+    when), and acted on in the same unit of work as it is stored:
+
+    * ``opt_out`` clears ``sms_opt_in`` (stamping ``consent_updated_at``) — a
+      carrier keyword counts as an opt-out whatever the provider says
+      (:func:`~crm_domain.policies.consent.is_opt_out`), and an unavailable
+      provider falls back to that check, so a STOP is never missed;
+    * ``confirm`` confirms the next open booking, ``cancel`` cancels it (reason
+      :data:`CANCELLED_BY_SMS`);
+    * anything else (and a confirm/cancel with no open booking) becomes a task
+      for reception, with the proposed time when the patient named one and the
+      priority the provider suggests.
+
+    A redelivered message (same ``provider`` and ``provider_message_id``) is
+    not stored or acted on twice: the stored message is returned.
+    """
+
+    def __init__(
+        self,
+        gateway: DatabaseGateway,
+        authorizer: Authorizer,
+        recorder: AuditRecorder,
+        clock: Clock,
+        ids: IdFactory,
+        ai: AIProvider | None = None,
+        sender: SmsSender | None = None,
+    ) -> None:
+        self._base = ServiceBase(gateway, authorizer, recorder, clock, ids)
+        self._ai = ai
+        self._sender = sender
+
+    async def receive_inbound(
+        self,
+        ctx: Context,
+        from_number: str,
+        to_number: str,
+        body: str,
+        provider: str,
+        provider_message_id: str | None,
+    ) -> SmsMessage:
+        """Store a patient's SMS, understand it and act on it; emits ``SmsReceived``."""
+        base = self._base
+        async with base._use_case(
+            ctx,
+            Resource.SMS,
+            Action.SEND,
+            audit=AuditAction.CREATE,
+            resource_type="sms",
+            write=True,
+        ) as call:
+            sender_phone = parse_phone(from_number)
+            clinic_phone = parse_phone(to_number)
+            uow = call.uow
+            if provider_message_id is not None:
+                seen = await uow.sms.list(
+                    SmsQuery(provider_message_id=provider_message_id, limit=MAX_LIMIT)
+                )
+                for stored in seen.items:
+                    if stored.provider == provider:
+                        call.resource_id = stored.id
+                        call.detail = "duplicate delivery"
+                        return stored
+            now = base.clock.now()
+            contact = await self._contact_by_phone(uow, sender_phone)
+            booking = None if contact is None else await self._next_open_booking(uow, contact, now)
+            location = await uow.locations.get(ctx.tenant_id)
+            context = SmsContext(
+                received_at=now,
+                timezone=location.timezone,
+                has_upcoming_booking=booking is not None,
+                booking_starts_at=None if booking is None else booking.starts_at,
+            )
+            understood = await self._understand(body, context)
+            message = SmsMessage(
+                id=base.ids.new_id(),
+                tenant_id=ctx.tenant_id,
+                contact_id=None if contact is None else contact.id,
+                direction=SmsDirection.INBOUND,
+                from_number=sender_phone,
+                to_number=clinic_phone,
+                body=body,
+                status=SmsStatus.RECEIVED,
+                provider=provider,
+                provider_message_id=provider_message_id,
+                intent=understood.intent,
+                intent_confidence=understood.confidence,
+                booking_id=None if booking is None else booking.id,
+                created_at=now,
+            )
+            call.resource_id = message.id
+            await uow.sms.add(message)
+            await call.emit(EventName.SMS_RECEIVED, "sms", message.id, _facts(message))
+            outcome = await self._act(call, message, contact, booking, understood, context, now)
+            call.detail = f"intent {understood.intent.value}: {outcome}"
+            if contact is not None:
+                await self._add_touchpoint(call, contact, message, now)
+            return message
+
+    async def send(
+        self, ctx: Context, contact_id: str, body: str, *, from_number: str
+    ) -> SmsMessage:
+        """Send ``body`` to a contact who agreed to SMS; emits ``SmsSent``.
+
+        ``Conflict`` when the contact has no phone or has not opted in (or opted
+        out); ``Unavailable`` without an SMS sender or when it is down (nothing
+        is stored then).
+        """
+        base = self._base
+        async with base._use_case(
+            ctx,
+            Resource.SMS,
+            Action.SEND,
+            audit=AuditAction.CREATE,
+            resource_type="sms",
+            write=True,
+        ) as call:
+            clinic_phone = parse_phone(from_number)
+            contact = await call.uow.contacts.get(contact_id)
+            if contact.phone is None:
+                raise Conflict(f"contact {contact_id} has no phone number")
+            if not contact.sms_opt_in:
+                raise Conflict(f"contact {contact_id} has not agreed to SMS (sms_opt_in is false)")
+            if self._sender is None:
+                raise Unavailable("no SMS sender is configured")
+            now = base.clock.now()
+            message = SmsMessage(
+                id=base.ids.new_id(),
+                tenant_id=ctx.tenant_id,
+                contact_id=contact.id,
+                direction=SmsDirection.OUTBOUND,
+                from_number=clinic_phone,
+                to_number=contact.phone,
+                body=body,
+                status=SmsStatus.QUEUED,
+                created_at=now,
+            )
+            call.resource_id = message.id
+            result = await self._sender.send(
+                OutgoingSms(to=contact.phone, body=body, sender=clinic_phone, reference=message.id)
+            )
+            message = attrs.evolve(
+                message,
+                status=SmsStatus.SENT if result.accepted else SmsStatus.FAILED,
+                provider=result.provider,
+                provider_message_id=result.provider_message_id,
+                sent_at=now if result.accepted else None,
+            )
+            call.detail = "sent" if result.accepted else "refused by the provider"
+            await call.uow.sms.add(message)
+            await call.emit(EventName.SMS_SENT, "sms", message.id, _facts(message))
+            return message
+
+    async def get(self, ctx: Context, sms_id: str) -> SmsMessage:
+        """Return one message of the caller's location (``NotFound`` otherwise)."""
+        async with self._base._use_case(
+            ctx,
+            Resource.SMS,
+            Action.READ,
+            audit=AuditAction.READ,
+            resource_type="sms",
+            resource_id=sms_id,
+            write=False,
+        ) as call:
+            return await call.uow.sms.get(sms_id)
+
+    async def list(self, ctx: Context, query: SmsQuery | None = None) -> Page[SmsMessage]:
+        """One page of the location's messages matching ``query``, newest first."""
+        async with self._base._use_case(
+            ctx,
+            Resource.SMS,
+            Action.READ,
+            audit=AuditAction.LIST,
+            resource_type="sms",
+            write=False,
+        ) as call:
+            page = await call.uow.sms.list(query or SmsQuery())
+            call.detail = f"{len(page.items)} returned"
+            return page
+
+    # -- helpers --------------------------------------------------------------
+
+    @staticmethod
+    async def _contact_by_phone(uow: UnitOfWork, phone: str) -> Contact | None:
+        # Newest first: when two contacts share a number, the latest is the likelier sender.
+        page = await uow.contacts.list(ContactQuery(phone=phone, limit=1))
+        return page.items[0] if page.items else None
+
+    @staticmethod
+    async def _next_open_booking(
+        uow: UnitOfWork, contact: Contact, now: datetime
+    ) -> Booking | None:
+        query = BookingQuery(contact_id=contact.id, starts_from=now, limit=MAX_LIMIT)
+        upcoming: list[Booking] = []
+        while True:
+            page = await uow.bookings.list(query)
+            upcoming.extend(b for b in page.items if b.status in OPEN_STATUSES)
+            if page.next_cursor is None:
+                break
+            query = attrs.evolve(query, cursor=page.next_cursor)
+        return min(upcoming, key=lambda b: b.starts_at, default=None)
+
+    async def _understand(self, body: str, context: SmsContext) -> SmsIntentResult:
+        result: SmsIntentResult | None = None
+        if self._ai is not None:
+            try:
+                result = await self._ai.detect_sms_intent(body, context)
+            except Unavailable:
+                result = None
+        if is_opt_out(body) and (result is None or result.intent is not SmsIntent.OPT_OUT):
+            # Binding whatever the provider said: carriers require it.
+            return SmsIntentResult(intent=SmsIntent.OPT_OUT, confidence=1.0, provider="keywords")
+        if result is None:
+            return SmsIntentResult(intent=SmsIntent.OTHER, confidence=0.0, provider="none")
+        return result
+
+    async def _act(
+        self,
+        call: Call,
+        message: SmsMessage,
+        contact: Contact | None,
+        booking: Booking | None,
+        understood: SmsIntentResult,
+        context: SmsContext,
+        now: datetime,
+    ) -> str:
+        """Do what the reply asks; return a PHI-free note for the audit entry."""
+        intent = understood.intent
+        if intent is SmsIntent.OPT_OUT:
+            if contact is None:
+                return "unknown sender"
+            if not contact.sms_opt_in:
+                return "already opted out"
+            updated = attrs.evolve(
+                contact, sms_opt_in=False, consent_updated_at=now, updated_at=now
+            )
+            await call.uow.contacts.update(updated)
+            await call.emit(
+                EventName.CONTACT_UPDATED,
+                "contact",
+                updated.id,
+                {**_contact_facts(updated), "changed": ["sms_opt_in"]},
+            )
+            return "sms_opt_in cleared"
+        if intent is SmsIntent.CONFIRM and booking is not None:
+            if booking.status is BookingStatus.CONFIRMED:
+                return f"booking {booking.id} already confirmed"
+            changed = booking.confirmed(now)
+            await call.uow.bookings.update(changed)
+            await call.emit(
+                EventName.BOOKING_CONFIRMED, "booking", changed.id, _booking_facts(changed)
+            )
+            return f"booking {changed.id} confirmed"
+        if intent is SmsIntent.CANCEL and booking is not None:
+            changed = booking.cancelled(now, CANCELLED_BY_SMS)
+            await call.uow.bookings.update(changed)
+            await call.emit(
+                EventName.BOOKING_CANCELLED, "booking", changed.id, _booking_facts(changed)
+            )
+            return f"booking {changed.id} cancelled"
+        task = await self._reception_task(call, message, contact, booking, understood, context)
+        return f"task {task.id} for reception"
+
+    async def _reception_task(
+        self,
+        call: Call,
+        message: SmsMessage,
+        contact: Contact | None,
+        booking: Booking | None,
+        understood: SmsIntentResult,
+        context: SmsContext,
+    ) -> Task:
+        base = self._base
+        title = _TASK_TITLES.get(understood.intent, "SMS reply to read")
+        if understood.proposed_time is not None:
+            local = understood.proposed_time.astimezone(ZoneInfo(context.timezone))
+            title = f"{title}: proposes {local:%a %d %b %H:%M}"
+        if contact is None:
+            title = f"{title} (unknown number)"
+        lines = [f"From {message.from_number}: {message.body}"]
+        if understood.proposed_time is not None:
+            lines.append(f"Proposed time: {understood.proposed_time.isoformat()}")
+        if booking is not None:
+            lines.append(f"Booking {booking.id} ({booking.service_type}) at {booking.starts_at}")
+        lines.append(f"Intent {understood.intent.value} ({understood.confidence:.2f})")
+        profile = None if contact is None else await load_lead_profile(call.uow, contact)
+        now = base.clock.now()
+        task = Task(
+            id=base.ids.new_id(),
+            tenant_id=message.tenant_id,
+            title=title[:200],
+            description="\n".join(lines),
+            contact_id=message.contact_id,
+            booking_id=message.booking_id,
+            priority=await suggest_priority(self._ai, title, profile),
+            created_at=now,
+            updated_at=now,
+        )
+        await call.uow.tasks.add(task)
+        await call.emit(EventName.TASK_CREATED, "task", task.id, _task_facts(task))
+        return task
+
+    async def _add_touchpoint(
+        self, call: Call, contact: Contact, message: SmsMessage, now: datetime
+    ) -> None:
+        # A reply is engagement: the touchpoint's event lets the worker rescore warmness.
+        base = self._base
+        touchpoint = Touchpoint(
+            id=base.ids.new_id(),
+            tenant_id=message.tenant_id,
+            contact_id=contact.id,
+            kind=TouchpointKind.SMS_RECEIVED,
+            channel=Channel.SMS,
+            occurred_at=now,
+            metadata={
+                "sms_id": message.id,
+                "intent": None if message.intent is None else message.intent.value,
+            },
+            created_at=now,
+        )
+        await call.uow.touchpoints.add(touchpoint)
+        await call.emit(
+            EventName.TOUCHPOINT_ADDED,
+            "contact",
+            contact.id,
+            {
+                "contact_id": contact.id,
+                "touchpoint_id": touchpoint.id,
+                "kind": touchpoint.kind.value,
+                "channel": touchpoint.channel.value,
+            },
+        )
+
+
+__all__ = ["CANCELLED_BY_SMS", "SmsService"]
