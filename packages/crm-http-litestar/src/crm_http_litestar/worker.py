@@ -63,11 +63,20 @@ def make_relay(
     return OutboxRelay(runtime.gateway, dispatcher, clock=runtime.clock, max_attempts=max_attempts)
 
 
+def domain_handlers(runtime: CrmRuntime) -> Mapping[str, Sequence[EventHandler]]:
+    """The domain's own outbox consumers (``Services.event_handlers``).
+
+    Today: warmness rescored on touchpoint and booking events by the configured
+    AI provider (idempotent on the event id).
+    """
+    return runtime.services.event_handlers()
+
+
 class InProcessWorker:
-    """Runs the relay until stopped."""
+    """Runs the relay until stopped, with the domain's handlers registered."""
 
     def __init__(self, runtime: CrmRuntime, *, poll_seconds: float = 1.0) -> None:
-        self.relay = make_relay(runtime)
+        self.relay = make_relay(runtime, handlers=domain_handlers(runtime))
         self._poll = poll_seconds
         self._stop = anyio.Event()
         self._done = anyio.Event()
@@ -111,6 +120,7 @@ __all__ = [
     "EventDispatcher",
     "EventHandler",
     "InProcessWorker",
+    "domain_handlers",
     "make_relay",
     "start_in_process_worker",
 ]
