@@ -4,6 +4,9 @@ Seeding is idempotent — locations, users, memberships, IP rules and grants are
 created only when missing, and a location's records only when it has no
 contacts yet — and deterministic: the same seed gives the same people, the
 same bookings and the same messages, placed over the 90 days before "now".
+Every demo contact's warmness is scored from its seeded touchpoints and
+bookings by the offline heuristic provider (or the one passed in), so the demo
+shows explained scores (``warmness_reasons``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+from crm_ai import HeuristicProvider
 from crm_domain.entities import (
     Booking,
     BookingStatus,
@@ -36,11 +40,13 @@ from crm_domain.entities import (
     Touchpoint,
     TouchpointKind,
 )
-from crm_domain.errors import NotFound, ValidationError
+from crm_domain.errors import NotFound, Unavailable, ValidationError
 from crm_domain.policies import default_permissions
+from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
 from crm_domain.queries import ContactQuery
+from crm_domain.services import lead_profile
 from crm_domain.values import parse_phone
 
 if TYPE_CHECKING:
@@ -237,9 +243,16 @@ async def seed_demo(
     *,
     contacts_per_location: int = 300,
     seed: int = DEMO_SEED,
+    ai: AIProvider | None = None,
 ) -> SeedReport:
-    """Create whatever part of the demo data is missing; return what was created."""
+    """Create whatever part of the demo data is missing; return what was created.
+
+    ``ai`` scores the contacts' warmness; the offline heuristic provider by
+    default (deterministic and fast — a remote model would make the demo
+    neither).
+    """
     now = clock.now()
+    scorer = ai or HeuristicProvider(clock=clock)
     counts: dict[str, int] = {}
 
     def bump(name: str, n: int = 1) -> None:
@@ -319,6 +332,7 @@ async def seed_demo(
                 # Deterministic demo data, not security: a seeded PRNG is the point.
                 random.Random(seed + index),  # noqa: S311
                 contacts_per_location,
+                scorer,
             )
             for name, n in made.items():
                 bump(name, n)
@@ -346,6 +360,7 @@ async def _seed_records(
     now: datetime,
     rng: random.Random,
     how_many: int,
+    scorer: AIProvider,
 ) -> dict[str, int]:
     start = now - timedelta(days=90)
     # Creation times first, sorted, so ids (time-sortable) follow creation order.
@@ -492,6 +507,7 @@ async def _seed_records(
                     updated_at=task_created,
                 )
             )
+    contacts = await _scored(scorer, contacts, touchpoints, bookings, now)
     async with gateway.unit_of_work(location.id) as uow:
         await uow.contacts.add_many(contacts)
         await _add_all(uow.touchpoints, touchpoints)
@@ -506,6 +522,35 @@ async def _seed_records(
         "tasks": len(tasks),
         "sms": len(messages),
     }
+
+
+async def _scored(
+    scorer: AIProvider,
+    contacts: Sequence[Contact],
+    touchpoints: Sequence[Touchpoint],
+    bookings: Sequence[Booking],
+    now: datetime,
+) -> list[Contact]:
+    """Contacts with the warmness (and reasons) the provider gives their seeded history."""
+    touches: dict[str, list[Touchpoint]] = {}
+    for touchpoint in touchpoints:
+        touches.setdefault(touchpoint.contact_id, []).append(touchpoint)
+    booked: dict[str, list[Booking]] = {}
+    for booking in bookings:
+        booked.setdefault(booking.contact_id, []).append(booking)
+    scored = []
+    for contact in contacts:
+        profile = lead_profile(contact, touches.get(contact.id, ()), booked.get(contact.id, ()))
+        try:
+            assessment = await scorer.analyze_warmness(profile, now)
+        except Unavailable:
+            # A provider that is down leaves the seeded random score (no reasons).
+            scored.append(contact)
+            continue
+        scored.append(
+            attrs.evolve(contact, warmness=assessment.score, warmness_reasons=assessment.reasons)
+        )
+    return scored
 
 
 class _Adds(Protocol):
