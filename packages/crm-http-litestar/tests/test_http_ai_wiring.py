@@ -10,8 +10,7 @@ import pytest
 from crm_ai import HeuristicProvider
 from crm_domain.context import Context
 from crm_domain.entities import SmsIntent, TaskPriority
-from crm_domain.queries import TaskQuery
-from crm_domain.services import CreateTask
+from crm_domain.queries import SmsQuery, TaskQuery
 
 from crm_http_litestar.testing import World
 from crm_http_litestar.worker import InProcessWorker
@@ -96,11 +95,28 @@ async def test_inbound_stop_and_task_priority_through_the_runtime(world: World) 
     contact = await services.contacts.get(Context.system(sydney), created.json()["id"])
     assert contact.sms_opt_in is False
 
-    # A task created over HTTP without a priority: the schema's default "normal" stands
-    # (see the report); the service-level default is the provider's suggestion.
-    task = await services.tasks.create(
-        Context.system(sydney), CreateTask(title="Urgent: patient called about results")
+    # Replayed webhook delivery: the stored message, nothing new.
+    again = await services.messages.receive_inbound(
+        Context.system(sydney), "+61411222333", "+61292000000", "STOP", "clicksend", "abc-1"
     )
+    assert again.id == message.id
+    async with world.gateway.unit_of_work(sydney) as uow:
+        assert await uow.sms.count(SmsQuery(provider_message_id="abc-1")) == 1
+
+    # A task created over HTTP without a priority gets the provider's suggestion.
+    response = await world.client.post(
+        "/api/tasks",
+        headers=await world.headers("owner"),
+        json={"title": "Urgent: patient called about results"},
+    )
+    assert response.status_code == 201
+    assert response.json()["priority"] == "urgent"
+    given = await world.client.post(
+        "/api/tasks",
+        headers=await world.headers("owner"),
+        json={"title": "Urgent: patient called again", "priority": "low"},
+    )
+    assert given.json()["priority"] == "low"
     async with world.gateway.unit_of_work(sydney) as uow:
         stored = {t.id: t for t in (await uow.tasks.list(TaskQuery(limit=200))).items}
-    assert stored[task.id].priority is TaskPriority.URGENT
+    assert stored[response.json()["id"]].priority is TaskPriority.URGENT

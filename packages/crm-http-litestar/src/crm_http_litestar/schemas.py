@@ -217,7 +217,8 @@ class TaskIn(Body):
     contact_id: str | None = None
     booking_id: str | None = None
     assignee_id: str | None = None
-    priority: str = "normal"
+    #: Omitted: the AI provider suggests one (``normal`` without a provider).
+    priority: str | None = None
     due_at: datetime | None = None
     tenant_id: str | None = None
 
