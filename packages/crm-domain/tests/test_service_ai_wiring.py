@@ -23,6 +23,7 @@ from crm_domain.entities import (
     SmsMessage,
     SmsStatus,
     TaskPriority,
+    WebhookReceipt,
 )
 from crm_domain.errors import Conflict, PermissionDenied
 from crm_domain.memory import RecordingSmsSender, RuleOfThumbAI
@@ -292,3 +293,27 @@ async def test_task_without_priority_gets_one_from_the_ai(ai_world: AiWorld) -> 
     ai_world.ai.down = True
     fallback = await tasks.create(ai_world.ctx(), CreateTask(title="URGENT again"))
     assert fallback.priority is TaskPriority.NORMAL
+
+
+async def test_a_delivery_in_flight_elsewhere_is_refused_not_acted_on_twice(
+    ai_world: AiWorld,
+) -> None:
+    contact_id = await _opted_in_contact(ai_world)
+    booking_id = await ai_world.book(contact_id)
+    # Another worker has claimed this message id but not committed its message yet.
+    async with ai_world.gateway.unit_of_work(ai_world.sydney.id) as uow:
+        await uow.webhook_receipts.record(
+            WebhookReceipt(
+                source="sms:clicksend",
+                event_id="cs-77",
+                tenant_id=ai_world.sydney.id,
+                received_at=ai_world.clock.now(),
+            )
+        )
+        await uow.commit()
+    with pytest.raises(Conflict, match="already being processed"):
+        await ai_world.inbound("please cancel", message_id="cs-77")
+    booking = await ai_world.services.bookings.get(ai_world.ctx(), booking_id)
+    assert booking.status is BookingStatus.PENDING
+    page = await ai_world.services.messages.list(ai_world.ctx(), SmsQuery())
+    assert page.items == ()

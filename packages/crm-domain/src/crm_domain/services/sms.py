@@ -25,6 +25,7 @@ from crm_domain.entities import (
     Task,
     Touchpoint,
     TouchpointKind,
+    WebhookReceipt,
 )
 from crm_domain.errors import Conflict, Unavailable
 from crm_domain.pagination import Page
@@ -130,16 +131,26 @@ class SmsService:
             sender_phone = parse_phone(from_number)
             clinic_phone = parse_phone(to_number)
             uow = call.uow
-            if provider_message_id is not None:
-                seen = await uow.sms.list(
-                    SmsQuery(provider_message_id=provider_message_id, limit=MAX_LIMIT)
-                )
-                for stored in seen.items:
-                    if stored.provider == provider:
-                        call.resource_id = stored.id
-                        call.detail = "duplicate delivery"
-                        return stored
             now = base.clock.now()
+            if provider_message_id is not None:
+                stored = await self._stored(uow, provider, provider_message_id)
+                if stored is None:
+                    # The receipt's key makes two concurrent deliveries collide in the store
+                    # (one commits, the other fails and is retried), not both act.
+                    receipt = WebhookReceipt(
+                        source=f"sms:{provider}"[:50],
+                        event_id=provider_message_id,
+                        tenant_id=ctx.tenant_id,
+                        received_at=now,
+                    )
+                    if not await uow.webhook_receipts.record(receipt):
+                        stored = await self._stored(uow, provider, provider_message_id)
+                        if stored is None:
+                            raise Conflict("this SMS is already being processed")
+                if stored is not None:
+                    call.resource_id = stored.id
+                    call.detail = "duplicate delivery"
+                    return stored
             contact = await self._contact_by_phone(uow, sender_phone)
             booking = None if contact is None else await self._next_open_booking(uow, contact, now)
             location = await uow.locations.get(ctx.tenant_id)
@@ -257,6 +268,15 @@ class SmsService:
             return page
 
     # -- helpers --------------------------------------------------------------
+
+    @staticmethod
+    async def _stored(
+        uow: UnitOfWork, provider: str, provider_message_id: str
+    ) -> SmsMessage | None:
+        page = await uow.sms.list(
+            SmsQuery(provider_message_id=provider_message_id, limit=MAX_LIMIT)
+        )
+        return next((m for m in page.items if m.provider == provider), None)
 
     @staticmethod
     async def _contact_by_phone(uow: UnitOfWork, phone: str) -> Contact | None:
