@@ -10,7 +10,7 @@ from crm_domain.entities import AuditEntry, Location
 from crm_domain.errors import Conflict, ValidationError
 
 from crm_gateway_sql.audit import verify
-from crm_gateway_sql.gateway import SqlGateway
+from crm_gateway_sql.gateway import SqlGateway, create_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +98,37 @@ async def test_a_batch_for_a_missing_location_names_tenant_id(any_gateway: SqlGa
         with pytest.raises(ValidationError) as raised:
             await uow.audit.append_many([_entry("x-1", "nowhere"), _entry("x-2", "nowhere", 1)])
     assert raised.value.field == "tenant_id"
+
+
+async def test_sqlite_heads_cached_by_one_process_notice_another_s_appends(
+    sqlite_gateway: SqlGateway,
+) -> None:
+    # Two gateways on one file stand for two processes: each has its own
+    # writer connection and its own cache of chain heads.
+    db = sqlite_gateway.sqlite_database
+    assert db is not None
+    other = create_gateway(f"sqlite+aiosqlite:///{db.path}")
+    try:
+        await _location(sqlite_gateway)
+        serial = 0
+        for gateway in (sqlite_gateway, other, other, sqlite_gateway, other, sqlite_gateway):
+            async with gateway.unit_of_work("A") as uow:
+                serial += 1
+                await uow.audit.append(_entry(f"p-{serial}", i=serial))
+                serial += 1
+                await uow.audit.append_many([_entry(f"p-{serial}", i=serial)])
+                await uow.commit()
+        # A rolled-back append leaves the cached head where it was.
+        async with sqlite_gateway.unit_of_work("A") as uow:
+            await uow.audit.append(_entry("rolled-back", i=99))
+            await uow.rollback()
+        async with sqlite_gateway.unit_of_work("A") as uow:
+            last = await uow.audit.append(_entry("last", i=100))
+            await uow.commit()
+    finally:
+        await other.close()
+    assert last.sequence == serial + 1
+    async with sqlite_gateway.unit_of_work("A") as uow:
+        ids = [e.id for e in await uow.audit.chain()]
+    assert ids == [f"p-{n}" for n in range(1, serial + 1)] + ["last"]
+    assert await verify(sqlite_gateway, "A") is None

@@ -28,10 +28,13 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from crm_domain.entities import AuditEntry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from crm_gateway_sql import statements as st
 from crm_gateway_sql.errors import DRIVER_ERRORS, from_postgres
+from crm_gateway_sql.mapping import from_row
 from crm_gateway_sql.session import Row
 from crm_gateway_sql.statements import Statement
 
@@ -228,6 +231,18 @@ class PostgresSession:
             await conn.execute(_CHAIN_LOCK, {"chain": chain})
         except DRIVER_ERRORS as exc:
             raise from_postgres(exc) from exc
+
+    async def audit_head(self, tenant_id: str | None) -> AuditEntry | None:
+        """The chain's last entry, read under the chain's advisory lock.
+
+        Not cached: other processes append to the same chains, and knowing
+        whether one did costs the same round trip as the read.
+        """
+        rows = await self.fetch(st.audit_head(tenant_id))
+        return from_row(AuditEntry, rows[0]) if rows else None
+
+    def audit_appended(self, head: AuditEntry) -> None:
+        """Nothing to note (heads are read each time)."""
 
     async def commit(self) -> None:
         """Commit and return the connection to the pool."""

@@ -326,8 +326,7 @@ class AuditRepository(_Base):
         # chain but the unit of work's, so a batch is always one chain.
         session = self._session
         await session.lock_audit_chain(chain_key(tenant_id))
-        rows = await session.fetch(st.audit_head(tenant_id))
-        previous = from_row(AuditEntry, rows[0]) if rows else None
+        previous = await session.audit_head(tenant_id)
         stored: list[AuditEntry] = []
         for entry in entries:
             previous = chained(entry, previous)
@@ -341,6 +340,7 @@ class AuditRepository(_Base):
                 await session.execute_many(st.insert_many(table), [to_row(e) for e in stored])
         except Conflict:
             raise Conflict(_duplicate_message(stored)) from None
+        session.audit_appended(stored[-1])
         return stored
 
     async def get(self, entry_id: str) -> AuditEntry:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from crm_domain.entities import AuditEntry
 
 from crm_gateway_sql.statements import Statement
 
@@ -60,6 +61,18 @@ class SqlSession(Protocol):
 
     async def lock_audit_chain(self, chain: str) -> None:
         """Serialise audit appends to ``chain`` until the transaction ends."""
+        ...
+
+    async def audit_head(self, tenant_id: str | None) -> AuditEntry | None:
+        """The last entry of a chain (``None`` when empty); called under its lock."""
+        ...
+
+    def audit_appended(self, head: AuditEntry) -> None:
+        """Note the new head of ``head``'s chain, appended in this transaction.
+
+        An engine may keep it to answer :meth:`audit_head` without a query once
+        the transaction commits; it must forget it if the transaction rolls back.
+        """
         ...
 
     async def commit(self) -> None:

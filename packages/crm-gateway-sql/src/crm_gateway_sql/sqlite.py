@@ -41,12 +41,20 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from crm_domain.entities import AuditEntry
 from crm_domain.errors import CrmError, ValidationError
 
 from crm_gateway_sql.errors import fk_column, foreign_keys_in_order, from_sqlite
+from crm_gateway_sql.mapping import chain_key, from_row
 from crm_gateway_sql.schema import metadata
 from crm_gateway_sql.session import Row
-from crm_gateway_sql.statements import CompiledSql, Statement, compile_sqlite, insert_many
+from crm_gateway_sql.statements import (
+    CompiledSql,
+    Statement,
+    audit_head,
+    compile_sqlite,
+    insert_many,
+)
 
 
 def _lower(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
@@ -67,6 +75,11 @@ class SqliteDatabase:
         self._reader: sqlite3.Connection | None = None
         self._lock: asyncio.Lock | None = None
         self._compiled: dict[Hashable, CompiledSql] = {}
+        #: Committed audit chain heads (chain key → last entry, ``None`` for an
+        #: empty chain), valid while the writer's ``PRAGMA data_version`` is
+        #: :attr:`audit_heads_version`: see :meth:`SqliteSession.audit_head`.
+        self.audit_heads: dict[str, AuditEntry | None] = {}
+        self.audit_heads_version: int | None = None
 
     # -- connections ------------------------------------------------------------------
 
@@ -133,6 +146,8 @@ class SqliteDatabase:
             if conn is not None:
                 conn.close()
         self._reader = self._writer = None
+        self.audit_heads.clear()
+        self.audit_heads_version = None
         if self.temporary:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
@@ -147,6 +162,9 @@ class SqliteSession:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         self._writing = False
+        # Heads appended by this transaction; published to the database's
+        # cache only once COMMIT succeeds.
+        self._appended: dict[str, AuditEntry] = {}
 
     async def begin_write(self) -> None:
         """Take the writer (lock + ``BEGIN IMMEDIATE``) unless this session holds it."""
@@ -270,6 +288,41 @@ class SqliteSession:
         """Appends are serialised by the single writer (and SQLite's file lock)."""
         await self.begin_write()
 
+    async def audit_head(self, tenant_id: str | None) -> AuditEntry | None:
+        """The chain's last entry, from memory when no other connection wrote since.
+
+        Called under :meth:`lock_audit_chain`, i.e. holding SQLite's write
+        lock, so nothing can commit until this transaction ends.  The writer
+        is the only connection of this process that writes, and
+        ``PRAGMA data_version`` changes exactly when *another* connection
+        (another process, a migration) committed: while it is unchanged, the
+        heads this process committed are still the heads.  That replaces the
+        head ``SELECT`` (≈ 15 µs with mapping) with a pragma (≈ 2 µs) on
+        every append after the first.
+        """
+        chain = chain_key(tenant_id)
+        appended = self._appended.get(chain)
+        if appended is not None:
+            return appended
+        db = self._db
+        try:
+            version = db.writer.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc) from exc
+        if version != db.audit_heads_version:
+            db.audit_heads.clear()
+            db.audit_heads_version = version
+        elif chain in db.audit_heads:
+            return db.audit_heads[chain]
+        rows = await self.fetch(audit_head(tenant_id))
+        head = from_row(AuditEntry, rows[0]) if rows else None
+        db.audit_heads[chain] = head  # committed state: this transaction has not appended
+        return head
+
+    def audit_appended(self, head: AuditEntry) -> None:
+        """Remember the chain's new head until commit (forgotten on rollback)."""
+        self._appended[chain_key(head.tenant_id)] = head
+
     async def commit(self) -> None:
         """Commit the write transaction, if any, and release the writer."""
         if not self._writing:
@@ -279,6 +332,8 @@ class SqliteSession:
         except sqlite3.Error as exc:
             self._release(rollback=True)
             raise from_sqlite(exc) from exc
+        # Our own commit leaves data_version as it was, so the cache stays valid.
+        self._db.audit_heads.update(self._appended)
         self._release(rollback=False)
 
     async def rollback(self) -> None:
@@ -293,6 +348,7 @@ class SqliteSession:
         except sqlite3.Error:
             pass  # the connection is unusable; the transaction died with it
         finally:
+            self._appended.clear()
             self._writing = False
             self._db.write_lock.release()
 
