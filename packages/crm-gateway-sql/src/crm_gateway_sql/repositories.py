@@ -302,7 +302,9 @@ class IdempotencyRepository(_Base):
 class AuditRepository(_Base):
     """The audit chain of the bound location (the system chain when unbound).
 
-    Appending takes the chain's lock once, reads the chain's head once,
+    Appending takes the chain's lock once, reads the chain's head once (the
+    SQLite session answers from memory when no other connection has written
+    since: :meth:`~crm_gateway_sql.sqlite.SqliteSession.audit_head`),
     computes every entry's sequence and hashes in Python
     (:func:`crm_domain.audit_chain.chained`) and writes them with one insert:
     a single-row ``INSERT`` for one entry, ``executemany`` for a batch.  Per
