@@ -13,7 +13,7 @@ import shutil
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "package_tests"]
 nox.options.error_on_missing_interpreters = True
 
 PACKAGES = {
@@ -67,7 +67,8 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
-@nox.parametrize("package", list(PACKAGES))
+# crm-messaging is still an empty placeholder with no tests of its own.
+@nox.parametrize("package", [p for p in PACKAGES if p != "messaging"])
 def package_tests(session: nox.Session, package: str) -> None:
     """One package's tests with only that package and its declared dependencies installed.
 
