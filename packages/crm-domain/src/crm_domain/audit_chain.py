@@ -22,8 +22,14 @@ from crm_domain.entities import AuditEntry
 GENESIS = "0" * 64
 
 
-def canonical_bytes(entry: AuditEntry) -> bytes:
-    """A stable encoding of the entry: sorted keys, UTC microsecond timestamps, no ``hash``."""
+def canonical_bytes(
+    entry: AuditEntry, *, sequence: int | None = None, prev_hash: str | None = None
+) -> bytes:
+    """A stable encoding of the entry: sorted keys, UTC microsecond timestamps, no ``hash``.
+
+    ``sequence`` and ``prev_hash`` override the entry's own, so a gateway can hash
+    an entry before building its chained copy.
+    """
     data = {
         "id": entry.id,
         "tenant_id": entry.tenant_id,
@@ -41,8 +47,8 @@ def canonical_bytes(entry: AuditEntry) -> bytes:
         "duration_ms": entry.duration_ms,
         "detail": entry.detail,
         "occurred_at": entry.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "sequence": entry.sequence,
-        "prev_hash": entry.prev_hash,
+        "sequence": entry.sequence if sequence is None else sequence,
+        "prev_hash": entry.prev_hash if prev_hash is None else prev_hash,
     }
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -55,12 +61,16 @@ def entry_hash(entry: AuditEntry) -> str:
 def chained(entry: AuditEntry, previous: AuditEntry | None) -> AuditEntry:
     """Return ``entry`` with ``sequence``, ``prev_hash`` and ``hash`` set after ``previous``.
 
-    Gateways call this under the lock that serialises appends to a chain.
+    Gateways call this under the lock that serialises appends to a chain.  It is on
+    the hot path of every audited request, so the copy is built once (one run of
+    the validators) from a hash computed on the original's fields.
     """
     sequence = 1 if previous is None else previous.sequence + 1
     prev_hash = GENESIS if previous is None else previous.hash
-    linked = attrs.evolve(entry, sequence=sequence, prev_hash=prev_hash, hash="")
-    return attrs.evolve(linked, hash=entry_hash(linked))
+    digest = hashlib.sha256(
+        canonical_bytes(entry, sequence=sequence, prev_hash=prev_hash)
+    ).hexdigest()
+    return attrs.evolve(entry, sequence=sequence, prev_hash=prev_hash, hash=digest)
 
 
 @attrs.frozen(slots=True, kw_only=True)
