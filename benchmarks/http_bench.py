@@ -222,7 +222,16 @@ def bench_http(contacts: int, seconds: float, runs: int) -> dict[str, object]:
                 ]
                 headers: dict[str, str] = {}
             else:
-                argv = [sys.executable, "-m", "crm_http_litestar", "serve", "--port", str(port)]
+                # Same logging as the bare baseline: no access log line per request.
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "crm_http_litestar",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                ]
                 headers = auth
             process = start_server(argv, env, port)
             try:

@@ -157,12 +157,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
-    """``crm serve --demo`` on a free port; yields (base URL, printed curl line, process)."""
+@pytest.fixture(params=["--access-log", "--no-access-log"])
+def served(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, str, subprocess.Popen[str], queue.Queue[str], bool]]:
+    """``crm serve --demo`` on a free port.
+
+    Yields (base URL, printed curl line, process, later output lines, access log on).
+    """
     port = _free_port()
     process = subprocess.Popen(
-        [*CRM, "serve", "--demo", "--port", str(port)],
+        [*CRM, "serve", "--demo", "--port", str(port), request.param],
         cwd=tmp_path,
         env=_env(tmp_path),
         stdout=subprocess.PIPE,
@@ -192,7 +197,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
             if "curl " in line:
                 curl = line.strip()
         assert curl, "".join(output)
-        yield f"http://127.0.0.1:{port}", curl, process
+        yield f"http://127.0.0.1:{port}", curl, process, lines, request.param == "--access-log"
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -202,9 +207,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
 
 
 def test_crm_serve_demo_answers_the_printed_curl_line(
-    served: tuple[str, str, subprocess.Popen[str]], tmp_path: Path
+    served: tuple[str, str, subprocess.Popen[str], queue.Queue[str], bool], tmp_path: Path
 ) -> None:
-    base, curl, _process = served
+    base, curl, _process, lines, access_log = served
     token = re.search(r"Bearer ([\w.-]+)", curl)
     url = re.search(r"'(http://[^']+)'", curl)
     assert token and url
@@ -225,3 +230,12 @@ def test_crm_serve_demo_answers_the_printed_curl_line(
         )
         assert spoofed.status_code == 200
     assert (tmp_path / DEMO_KEY_FILE).is_file()
+    # uvicorn writes one access line per request unless --no-access-log.
+    later: list[str] = []
+    deadline = time.monotonic() + (5 if access_log else 2)
+    while time.monotonic() < deadline and not any("/health" in line for line in later):
+        try:
+            later.append(lines.get(timeout=0.2))
+        except queue.Empty:
+            continue
+    assert any('"GET /health' in line for line in later) is access_log, "".join(later)

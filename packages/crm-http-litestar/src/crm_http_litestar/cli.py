@@ -122,6 +122,13 @@ def serve(
     demo: Annotated[
         bool, typer.Option("--demo", help="Migrate, seed the demo data and print a token first.")
     ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log each request line (the audit log records protected access either way).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the API (uvicorn with uvloop and httptools, one worker)."""
     import uvicorn
@@ -151,6 +158,7 @@ def serve(
         proxy_headers=False,
         server_header=False,
         log_level="info",
+        access_log=access_log,
         workers=1,
     )
 
