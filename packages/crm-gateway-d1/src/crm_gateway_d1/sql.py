@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from crm_gateway_sql.statements import CompiledSql, Statement, cached, compile_sqlite
@@ -28,7 +28,7 @@ def _plain(value: Any) -> Param:
     # D1 binds JSON values; booleans are stored as 0/1 as on SQLite.
     if isinstance(value, bool):
         return int(value)
-    return value  # type: ignore[no-any-return]
+    return cast("Param", value)
 
 
 def to_d1(statement: Statement) -> D1Statement:

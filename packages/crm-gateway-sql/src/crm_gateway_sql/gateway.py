@@ -233,9 +233,10 @@ def sqlite_path(url: str) -> str:
 def create_sqlite_gateway(url: str, **options: Any) -> SqlGateway:
     """Entry-point factory for ``sqlite+aiosqlite://`` (and ``sqlite://``) URLs.
 
-    Options: ``busy_timeout`` (seconds, default 5).  The URL names the
-    aiosqlite driver for compatibility with SQLAlchemy URLs; statements run
-    through the stdlib driver (see :mod:`crm_gateway_sql.sqlite`).
+    Options: ``busy_timeout`` (seconds, default 5).  The URL keeps the
+    ``sqlite+aiosqlite`` scheme of CONTRACT.md, but aiosqlite is not used (nor
+    installed): statements run through the stdlib driver (see
+    :mod:`crm_gateway_sql.sqlite`).
     """
     if not url.lower().startswith("sqlite"):
         raise ValidationError("CRM_DATABASE_URL", f"not a SQLite URL: {url!r}")

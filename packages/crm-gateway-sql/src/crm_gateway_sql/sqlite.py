@@ -117,7 +117,8 @@ class SqliteDatabase:
     def reader(self) -> sqlite3.Connection:
         """The autocommit connection read-only units of work use."""
         if self._reader is None:
-            self.writer  # noqa: B018 - the writer switches the file to WAL first
+            if self._writer is None:  # the writer switches the file to WAL first
+                self._writer = self._connect(reader=False)
             self._reader = self._connect(reader=True)
         return self._reader
 

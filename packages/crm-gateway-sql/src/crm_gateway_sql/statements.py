@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import sqlalchemy as sa
@@ -610,7 +610,8 @@ class CompiledSql:
 def compile_sqlite(clause: sa.Executable, *, paramstyle: str = "named") -> CompiledSql:
     """Compile a construct with the SQLite dialect (``named`` or ``qmark`` placeholders)."""
     dialect = sqlite_dialect.dialect(paramstyle=paramstyle)
-    compiled = clause.compile(dialect=dialect)  # type: ignore[attr-defined]
+    # Executable's stubs lack compile(); every statement we build is a ClauseElement.
+    compiled = cast("SQLCompiler", cast("sa.ClauseElement", clause).compile(dialect=dialect))
     defaults = {
         name: bind.effective_value
         for bind, name in compiled.bind_names.items()

@@ -330,7 +330,7 @@ async def seed_demo(
                 owner_id,
                 now,
                 # Deterministic demo data, not security: a seeded PRNG is the point.
-                random.Random(seed + index),  # noqa: S311
+                random.Random(seed + index),  # noqa: S311 - reproducible demo data, not security
                 contacts_per_location,
                 scorer,
             )

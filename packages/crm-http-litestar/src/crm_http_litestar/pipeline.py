@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 from crm_domain.audit import AuditAction
@@ -115,7 +115,7 @@ def runtime_of(scope: Scope) -> CrmRuntime:
     runtime = scope["app"].state.get(STATE_KEY)
     if runtime is None:
         raise Unavailable("the server is starting or stopping")
-    return runtime  # type: ignore[no-any-return]
+    return cast("CrmRuntime", runtime)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from crm_domain.entities import IdempotencyRecord
@@ -15,6 +15,8 @@ from crm_http_litestar.pipeline import RequestState
 from crm_http_litestar.runtime import CrmRuntime
 
 MAX_IDEMPOTENCY_KEY = 255
+
+T = TypeVar("T")
 
 
 def refuse_other_location(pipeline: RequestState, tenant_id: str | None) -> None:
@@ -28,7 +30,7 @@ def refuse_other_location(pipeline: RequestState, tenant_id: str | None) -> None
         raise PermissionDenied("you can only work on your own location's data")
 
 
-def before_service(pipeline: RequestState, build: Callable[[], Any]) -> Any:
+def before_service(pipeline: RequestState, build: Callable[[], T]) -> T:
     """Build a use case's argument; a failure is audited by the HTTP layer (no use case ran)."""
     try:
         return build()

@@ -356,7 +356,7 @@ def _audit_query(
     occurred_from: datetime | None,
     occurred_to: datetime | None,
 ) -> AuditQuery:
-    return before_service(  # type: ignore[no-any-return]
+    return before_service(
         pipeline,
         lambda: AuditQuery(
             limit=limit,
