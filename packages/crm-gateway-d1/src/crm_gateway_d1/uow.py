@@ -1007,9 +1007,14 @@ class _Audit:
 
     async def list(self, query: AuditQuery) -> Page[AuditEntry]:
         """One page of the bound chain's matching entries, newest id first."""
-        chain = mapping.chain_key(self._uow.tenant_id)
+        # Scoped by tenant_id (NULL for the system chain), not by chain: the
+        # audit indexes lead with tenant_id, so the newest page is an index scan.
         statement = st.list_page(
-            schema.hipaa_audit_log, None, query, scope_column="chain", scope_value=chain
+            schema.hipaa_audit_log,
+            None,
+            query,
+            scope_column="tenant_id",
+            scope_value=self._uow.tenant_id,
         )
         rows = await self._uow.fetch(statement)
         entries = [mapping.from_row(AuditEntry, r) for r in rows]
@@ -1018,9 +1023,12 @@ class _Audit:
 
     async def count(self, query: AuditQuery) -> int:
         """How many entries of the bound chain match."""
-        chain = mapping.chain_key(self._uow.tenant_id)
         statement = st.count(
-            schema.hipaa_audit_log, None, query, scope_column="chain", scope_value=chain
+            schema.hipaa_audit_log,
+            None,
+            query,
+            scope_column="tenant_id",
+            scope_value=self._uow.tenant_id,
         )
         rows = await self._uow.fetch(statement)
         committed = int(next(iter(rows[0].values())))

@@ -353,13 +353,18 @@ class AuditRepository(_Base):
         return from_row(AuditEntry, rows[0])
 
     async def list(self, query: AuditQuery) -> Page[AuditEntry]:
-        """One page of the bound chain's matching entries, newest id first."""
+        """One page of the bound chain's matching entries, newest id first.
+
+        Scoped by ``tenant_id`` (``IS NULL`` for the system chain) rather than by
+        ``chain``: the audit indexes lead with ``tenant_id``, so the newest page is
+        a backward index scan instead of sorting the whole chain.
+        """
         statement = st.list_page(
             schema.hipaa_audit_log,
             None,
             query,
-            scope_column="chain",
-            scope_value=chain_key(self._uow.tenant_id),
+            scope_column="tenant_id",
+            scope_value=self._uow.tenant_id,
         )
         rows = await self._session.fetch(statement)
         return page_from_rows([from_row(AuditEntry, r) for r in rows], query.limit)
@@ -370,8 +375,8 @@ class AuditRepository(_Base):
             schema.hipaa_audit_log,
             None,
             query,
-            scope_column="chain",
-            scope_value=chain_key(self._uow.tenant_id),
+            scope_column="tenant_id",
+            scope_value=self._uow.tenant_id,
         )
         rows = await self._session.fetch(statement)
         return int(next(iter(rows[0].values())))

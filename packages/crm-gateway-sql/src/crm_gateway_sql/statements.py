@@ -242,6 +242,20 @@ def delete(table: sa.Table, tenant_id: str | None, entity_id: str) -> Statement:
     return Statement(key, cached(key, build), params, True)
 
 
+def _scope_param(column: str | None, value: Any, params: dict[str, Any]) -> bool:
+    """Bind the extra scope's value; ``True`` when it is ``None`` (an ``IS NULL`` shape)."""
+    if column is None or value is None:
+        return column is not None
+    params["k_scope"] = value
+    return False
+
+
+def _scope_clause(table: sa.Table, column: str, is_null: bool) -> ColumnElement[bool]:
+    if is_null:
+        return table.c[column].is_(None)
+    return table.c[column] == sa.bindparam("k_scope")
+
+
 def list_page(
     table: sa.Table,
     tenant_id: str | None,
@@ -253,8 +267,8 @@ def list_page(
     """One keyset page: filters, ``id < :after_id``, ``ORDER BY id DESC LIMIT limit + 1``.
 
     The extra row tells :func:`crm_domain.pagination.page_from_rows` that a next
-    page exists.  ``scope_column``/``scope_value`` add one more equality (the
-    audit chain).
+    page exists.  ``scope_column``/``scope_value`` add one more condition (the
+    audit trail's ``tenant_id``): equality, or ``IS NULL`` when the value is ``None``.
     """
     params: dict[str, Any] = {"limit": query.limit + 1}
     where_shape = _where(table, tenant_id, params)
@@ -262,14 +276,21 @@ def list_page(
     after = query.after_id
     if after is not None:
         params["after_id"] = after
-    if scope_column is not None:
-        params["k_scope"] = scope_value
-    key = ("list", table.name, bool(where_shape), shape, after is not None, scope_column)
+    scope_null = _scope_param(scope_column, scope_value, params)
+    key = (
+        "list",
+        table.name,
+        bool(where_shape),
+        shape,
+        after is not None,
+        scope_column,
+        scope_null,
+    )
 
     def build() -> sa.Executable:
         conditions: list[Any] = list(where_shape)
         if scope_column is not None:
-            conditions.append(table.c[scope_column] == sa.bindparam("k_scope"))
+            conditions.append(_scope_clause(table, scope_column, scope_null))
         conditions.extend(_filter_clause(table, n, op, cols) for n, op, cols in shape)
         if after is not None:
             conditions.append(table.c.id < sa.bindparam("after_id", type_=sa.String))
@@ -295,14 +316,13 @@ def count(
     params: dict[str, Any] = {}
     where_shape = _where(table, tenant_id, params)
     shape = _filters(query, params)
-    if scope_column is not None:
-        params["k_scope"] = scope_value
-    key = ("count", table.name, bool(where_shape), shape, scope_column)
+    scope_null = _scope_param(scope_column, scope_value, params)
+    key = ("count", table.name, bool(where_shape), shape, scope_column, scope_null)
 
     def build() -> sa.Executable:
         conditions: list[Any] = list(where_shape)
         if scope_column is not None:
-            conditions.append(table.c[scope_column] == sa.bindparam("k_scope"))
+            conditions.append(_scope_clause(table, scope_column, scope_null))
         conditions.extend(_filter_clause(table, n, op, cols) for n, op, cols in shape)
         return sa.select(sa.func.count()).select_from(table).where(*conditions)
 
