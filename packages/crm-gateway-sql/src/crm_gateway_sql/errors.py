@@ -112,9 +112,11 @@ def from_postgres(exc: BaseException, statement: Statement | None = None) -> Crm
     if code == _FOREIGN_KEY:
         if _is_delete(statement):
             return Conflict("still referenced by other records")
+        # Through SQLAlchemy the asyncpg error is the DBAPI error's cause;
+        # a statement run on the driver raises it directly.
         constraint = getattr(
             getattr(getattr(exc, "orig", None), "__cause__", None), "constraint_name", None
-        )
+        ) or getattr(exc, "constraint_name", None)
         return ValidationError(
             _fk_column(_table_of(statement), constraint), "refers to a record that does not exist"
         )

@@ -19,6 +19,15 @@ Every write runs under a savepoint so that a refused statement (a duplicate
 key, a bad reference) raises its domain error and leaves the unit of work
 usable, as the in-memory reference gateway does; PostgreSQL would otherwise
 abort the whole transaction.
+
+SQLAlchemy owns the pool, the transaction and the setup statement; the
+repositories' statements then run on the asyncpg connection underneath, from
+SQL compiled once per statement shape (as the SQLite engine does).  Every
+value the schema stores is a primitive asyncpg encodes itself (timestamps are
+integer microseconds, JSON is text), so SQLAlchemy's per-call parameter and
+result processing adds nothing but time: measured on 127.0.0.1, a savepoint
+and its release cost ≈ 1.2 ms through SQLAlchemy's async layer against
+≈ 0.2 ms on the driver, and every statement pays a similar toll.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from crm_gateway_sql import statements as st
 from crm_gateway_sql.errors import DRIVER_ERRORS, from_postgres
 from crm_gateway_sql.mapping import from_row
 from crm_gateway_sql.session import Row
-from crm_gateway_sql.statements import Statement
+from crm_gateway_sql.statements import CompiledSql, Statement
 
 #: The role units of work act as; created by the baseline migration.
 DEFAULT_APP_ROLE = "crm_app"
@@ -48,7 +57,7 @@ _SETUP = sa.text(
 _SETUP_NO_ROLE = sa.text(
     "SELECT set_config('crm.tenant_id', :tenant, true), set_config('crm.scope', :scope, true)"
 )
-_CHAIN_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended('crm.audit:' || :chain, 0))")
+_CHAIN_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('crm.audit:' || $1::text, 0))"
 
 
 class PostgresDatabase:
@@ -57,18 +66,39 @@ class PostgresDatabase:
     def __init__(self, engine: AsyncEngine, *, app_role: str | None = DEFAULT_APP_ROLE) -> None:
         self.engine = engine
         self.app_role = app_role
-        self._compiled: dict[Hashable, tuple[str, tuple[str, ...]]] = {}
+        self._compiled: dict[Hashable, CompiledSql] = {}
 
-    def compiled(self, statement: Statement) -> tuple[str, tuple[str, ...]]:
-        """A statement shape's asyncpg SQL (``$n`` placeholders) and parameter names in order."""
-        compiled = self._compiled.get(statement.key)
+    def compiled(
+        self, statement: Statement, params: Mapping[str, Any] | None = None
+    ) -> CompiledSql:
+        """A statement shape's asyncpg SQL (``$n`` placeholders), parameter order and defaults.
+
+        An ``INSERT``/``UPDATE`` compiles for the columns ``params`` (by default
+        the statement's) name, as SQLAlchemy's own execution does, so a
+        statement given only some columns leaves the others to their defaults.
+        """
+        clause = statement.clause
+        column_keys: tuple[str, ...] | None = None
+        if isinstance(clause, sa.Insert | sa.Update):
+            column_keys = tuple(statement.params if params is None else params)
+        cache_key = statement.key if column_keys is None else (statement.key, column_keys)
+        compiled = self._compiled.get(cache_key)
         if compiled is None:
-            clause = statement.clause
             assert isinstance(clause, sa.ClauseElement)  # every builder makes a Core construct
-            result = clause.compile(dialect=self.engine.dialect)
+            result = clause.compile(
+                dialect=self.engine.dialect,
+                column_keys=None if column_keys is None else list(column_keys),
+            )
             assert isinstance(result, SQLCompiler)  # a Core statement compiles with SQLCompiler
-            compiled = (str(result), tuple(result.positiontup or ()))
-            self._compiled[statement.key] = compiled
+            # Values the construct binds itself (``sa.literal(1)``) are not in
+            # the statement's params: keep them beside the text.
+            defaults = {
+                name: bind.effective_value
+                for bind, name in result.bind_names.items()
+                if not bind.required
+            }
+            compiled = CompiledSql(str(result), tuple(result.positiontup or ()), defaults)
+            self._compiled[cache_key] = compiled
         return compiled
 
     def session(self, tenant_id: str | None) -> PostgresSession:
@@ -89,6 +119,7 @@ class PostgresSession:
         self._db = db
         self._tenant_id = tenant_id
         self._conn: AsyncConnection | None = None
+        self._driver: Any = None  # the asyncpg connection under self._conn
         self._tx: AsyncTransaction | None = None
         self._savepoints: dict[str, AsyncTransaction] = {}
 
@@ -105,43 +136,62 @@ class PostgresSession:
                 "tenant": self._tenant_id or "",
                 "scope": "tenant" if self._tenant_id is not None else "system",
             }
+            # The setup runs through SQLAlchemy: it starts the transaction
+            # SQLAlchemy commits or rolls back.
             if self._db.app_role:
                 await conn.execute(_SETUP, {"role": self._db.app_role, **params})
             else:
                 await conn.execute(_SETUP_NO_ROLE, params)
+            raw = await conn.get_raw_connection()
         except DRIVER_ERRORS as exc:
             await conn.close()
             raise from_postgres(exc) from exc
+        self._driver = raw.driver_connection
         self._conn = conn
         return conn
 
-    async def fetch(self, statement: Statement) -> list[Row]:
-        """Run a statement and return its rows as dicts."""
-        conn = await self._connection()
+    async def _run(self, statement: Statement, *, rows: bool) -> Any:
+        """Run ``statement`` on the driver; a write under its own savepoint.
+
+        Returns the result rows (``rows=True``) or asyncpg's status text.
+        """
+        await self._connection()
+        driver = self._driver
+        compiled = self._db.compiled(statement)
+        sql = compiled.sql
+        args = compiled.positional_params(statement.params)
+        run = driver.fetch if rows else driver.execute
         try:
-            if statement.write:
-                async with conn.begin_nested():
-                    result = await conn.execute(statement.clause, statement.params)
-                    rows = result.mappings().all()
-            else:
-                result = await conn.execute(statement.clause, statement.params)
-                rows = result.mappings().all()
+            if not statement.write:
+                return await run(sql, *args)
+            await driver.execute("SAVEPOINT crm_write")
+            try:
+                result = await run(sql, *args)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await driver.execute("ROLLBACK TO SAVEPOINT crm_write")
+                    await driver.execute("RELEASE SAVEPOINT crm_write")
+                raise
+            await driver.execute("RELEASE SAVEPOINT crm_write")
+            return result
         except DRIVER_ERRORS as exc:
             raise from_postgres(exc, statement) from exc
-        return [dict(r) for r in rows]
+        except Exception as exc:
+            # asyncpg raises its own exceptions when called directly.
+            if type(exc).__module__.startswith("asyncpg"):
+                raise from_postgres(exc, statement) from exc
+            raise
+
+    async def fetch(self, statement: Statement) -> list[Row]:
+        """Run a statement and return its rows as dicts."""
+        return [dict(r) for r in await self._run(statement, rows=True)]
 
     async def execute(self, statement: Statement) -> int:
         """Run a statement; return the number of rows it changed."""
-        conn = await self._connection()
-        try:
-            if statement.write:
-                async with conn.begin_nested():
-                    result = await conn.execute(statement.clause, statement.params)
-            else:
-                result = await conn.execute(statement.clause, statement.params)
-        except DRIVER_ERRORS as exc:
-            raise from_postgres(exc, statement) from exc
-        return int(getattr(result, "rowcount", 0) or 0)
+        status = await self._run(statement, rows=False)
+        # asyncpg answers with the command tag: "UPDATE 3", "DELETE 0", "INSERT 0 1".
+        count = str(status).rsplit(" ", 1)[-1]
+        return int(count) if count.isdigit() else 0
 
     async def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         """asyncpg's ``executemany`` of the statement compiled once, all or nothing.
@@ -156,14 +206,21 @@ class PostgresSession:
         """
         if not rows:
             return
-        conn = await self._connection()
-        sql, positions = self._db.compiled(statement)
-        records = [tuple(row[name] for name in positions) for row in rows]
+        await self._connection()
+        driver = self._driver
+        compiled = self._db.compiled(statement, rows[0])
+        sql = compiled.sql
+        records = [compiled.positional_params(row) for row in rows]
         try:
-            async with conn.begin_nested():
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
+            await driver.execute("SAVEPOINT crm_write")
+            try:
                 await driver.executemany(sql, records)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await driver.execute("ROLLBACK TO SAVEPOINT crm_write")
+                    await driver.execute("RELEASE SAVEPOINT crm_write")
+                raise
+            await driver.execute("RELEASE SAVEPOINT crm_write")
         except DRIVER_ERRORS as exc:
             raise from_postgres(exc, statement) from exc
         except Exception as exc:
@@ -226,11 +283,15 @@ class PostgresSession:
 
     async def lock_audit_chain(self, chain: str) -> None:
         """``pg_advisory_xact_lock`` on the chain until the transaction ends."""
-        conn = await self._connection()
+        await self._connection()
         try:
-            await conn.execute(_CHAIN_LOCK, {"chain": chain})
+            await self._driver.execute(_CHAIN_LOCK_SQL, chain)
         except DRIVER_ERRORS as exc:
             raise from_postgres(exc) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("asyncpg"):
+                raise from_postgres(exc) from exc
+            raise
 
     async def audit_head(self, tenant_id: str | None) -> AuditEntry | None:
         """The chain's last entry, read under the chain's advisory lock.
@@ -268,7 +329,7 @@ class PostgresSession:
         await self._discard()
 
     async def _discard(self) -> None:
-        conn, self._conn, self._tx = self._conn, None, None
+        conn, self._conn, self._tx, self._driver = self._conn, None, None, None
         self._savepoints.clear()
         if conn is not None:
             with contextlib.suppress(*DRIVER_ERRORS):
