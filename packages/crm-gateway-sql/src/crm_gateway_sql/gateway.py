@@ -233,17 +233,30 @@ def sqlite_path(url: str) -> str:
 def create_sqlite_gateway(url: str, **options: Any) -> SqlGateway:
     """Entry-point factory for ``sqlite+aiosqlite://`` (and ``sqlite://``) URLs.
 
-    Options: ``busy_timeout`` (seconds, default 5).  The URL keeps the
-    ``sqlite+aiosqlite`` scheme of CONTRACT.md, but aiosqlite is not used (nor
-    installed): statements run through the stdlib driver (see
-    :mod:`crm_gateway_sql.sqlite`).
+    Options: ``busy_timeout`` (seconds, default 5) and ``synchronous``
+    (``full``, the default, or ``normal``; also accepted as the URL's
+    ``?synchronous=`` query).  ``full`` makes every commit durable against a
+    power loss (SQLite fsyncs the WAL at each commit); ``normal`` is faster
+    but may lose the last commits on a power loss or OS crash, including audit
+    entries of data already served — see :mod:`crm_gateway_sql.sqlite`.  The
+    URL keeps the ``sqlite+aiosqlite`` scheme of CONTRACT.md, but aiosqlite is
+    not used (nor installed): statements run through the stdlib driver.
     """
     if not url.lower().startswith("sqlite"):
         raise ValidationError("CRM_DATABASE_URL", f"not a SQLite URL: {url!r}")
     busy_timeout = float(options.pop("busy_timeout", 5.0))
-    if options:
-        raise ValidationError("options", f"unknown options {sorted(options)}")
-    return SqlGateway(url, sqlite=SqliteDatabase(sqlite_path(url), busy_timeout=busy_timeout))
+    query = dict(sa.make_url(url).query)
+    synchronous = str(options.pop("synchronous", query.pop("synchronous", "full"))).lower()
+    if synchronous not in ("full", "normal"):
+        raise ValidationError("synchronous", f"must be 'full' or 'normal', not {synchronous!r}")
+    if options or query:
+        raise ValidationError("options", f"unknown options {sorted({*options, *query})}")
+    return SqlGateway(
+        url,
+        sqlite=SqliteDatabase(
+            sqlite_path(url), busy_timeout=busy_timeout, durable=synchronous == "full"
+        ),
+    )
 
 
 def create_postgres_gateway(url: str, **options: Any) -> SqlGateway:
