@@ -93,3 +93,25 @@ async def test_a_failed_flush_fails_its_requests(tmp_path: Path) -> None:
     await gateway.close()
     with pytest.raises(Unavailable):
         await recorder.record(_entry(ids, None))
+
+
+async def test_a_cancelled_request_still_has_its_entry_written(tmp_path: Path) -> None:
+    """A client that disconnects while its entry waits for a flush: the entry lands anyway."""
+    gateway, tenants = await _gateway(tmp_path)
+    recorder = GroupCommitAuditRecorder(gateway, max_batch=50, max_queue=500)
+    ids = UlidFactory()
+    entries = [_entry(ids, tenants[0]) for _ in range(20)]
+    tasks = [asyncio.create_task(recorder.record(e)) for e in entries]
+    await asyncio.sleep(0)  # every task has queued its entry and waits for the flush
+    for task in tasks[::2]:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [isinstance(r, asyncio.CancelledError) for r in results] == [
+        i % 2 == 0 for i in range(20)
+    ]
+    await recorder.aclose()
+    async with gateway.unit_of_work(tenants[0]) as uow:
+        chain = list(await uow.audit.chain(0, 1000))
+    assert verify_chain(chain, tenants[0]) is None
+    assert sorted(e.id for e in chain) == sorted(e.id for e in entries)
+    await gateway.close()

@@ -68,8 +68,9 @@ class GroupCommitAuditRecorder:
             # The flusher is a task of its own, not part of any request, so a client
             # disconnecting mid-flush cannot cancel other requests' commits.
             self._flusher = asyncio.create_task(self._flush_loop(), name="audit-group-commit")
-        # shield: if this request is cancelled, its entry is still written.
-        await asyncio.shield(future)
+        # No shield needed: a cancelled request cancels only its future; the entry
+        # stays in the batch and is written, and the flush skips the done future.
+        await future
 
     async def _flush_loop(self) -> None:
         while self._pending:
