@@ -61,12 +61,37 @@ async def test_create_stores_emits_and_audits(world: Any) -> None:
     assert (entry.action, entry.resource_id) == ("CREATE", booking.id)
 
 
-async def test_contact_must_exist_at_the_location(world: Any) -> None:
+async def test_another_locations_contact_is_not_found_like_an_unknown_one(world: Any) -> None:
     melbourne_contact = await world.new_contact(world.melbourne)
-    for contact_id in ("no-such-contact", melbourne_contact):
-        with pytest.raises(ValidationError) as caught:
+    missing = "01JZZZZZZZZZZZZZZZZZZZZZZZ"
+    audit_before = len(await world.audit())
+    events_before = await world.event_names()
+    details = []
+    for contact_id in (melbourne_contact, missing):
+        with pytest.raises(NotFound) as caught:
             await _book(world, contact_id)
         assert caught.value.field == "contact_id"
+        details.append(caught.value.detail.replace(contact_id, "<id>"))
+    # Same answer for both: nothing tells that the first one exists elsewhere.
+    assert details == ["contact_id: contact '<id>' not found"] * 2
+    async with world.gateway.unit_of_work(world.sydney.id) as uow:
+        assert await uow.bookings.count(BookingQuery()) == 0
+    assert await world.event_names() == events_before
+    failures = (await world.audit())[audit_before:]
+    assert [(e.action, e.resource_type, e.outcome.value) for e in failures] == [
+        ("CREATE", "booking", "failed")
+    ] * 2
+    assert all(e.detail.startswith("NotFound: contact_id") for e in failures)
+    assert all(e.resource_id is None for e in failures)
+
+
+async def test_upsert_external_refuses_another_locations_contact(world: Any) -> None:
+    melbourne_contact = await world.new_contact(world.melbourne)
+    with pytest.raises(NotFound) as caught:
+        await world.services.bookings.upsert_external(
+            world.ctx(), _upsert(world, melbourne_contact)
+        )
+    assert caught.value.field == "contact_id"
     async with world.gateway.unit_of_work(world.sydney.id) as uow:
         assert await uow.bookings.count(BookingQuery()) == 0
 
@@ -212,6 +237,28 @@ async def test_get_and_list(world: Any) -> None:
     assert [x.id for x in page.items] == [b.id]
     with pytest.raises(NotFound):
         await world.services.bookings.get(world.ctx(), "missing")
+
+
+async def test_a_filter_on_another_locations_contact_finds_nothing(world: Any) -> None:
+    melbourne_contact = await world.new_contact(world.melbourne)
+    start = _at(world, 24)
+    theirs = await world.services.bookings.create(
+        world.ctx(location=world.melbourne),
+        CreateBooking(
+            contact_id=melbourne_contact,
+            service_type="MRI",
+            starts_at=start,
+            ends_at=start + timedelta(minutes=30),
+        ),
+    )
+    bookings = world.services.bookings
+    for contact_id in (melbourne_contact, "01JZZZZZZZZZZZZZZZZZZZZZZZ"):
+        page = await bookings.list(world.ctx(), BookingQuery(contact_id=contact_id))
+        assert (page.items, page.next_cursor) == ((), None)
+    there = await bookings.list(
+        world.ctx(location=world.melbourne), BookingQuery(contact_id=melbourne_contact)
+    )
+    assert [b.id for b in there.items] == [theirs.id]
 
 
 def _upsert(world: Any, contact_id: str, hours: float = 24, **extra: Any) -> UpsertExternalBooking:

@@ -330,6 +330,55 @@ async def test_touchpoints(world: Any) -> None:
     assert caught.value.field == "kind"
 
 
+async def _campaign(world: Any, location: Any) -> str:
+    """A draft email campaign of ``location``, stored through the gateway (no service yet)."""
+    from crm_domain.entities import EmailCampaign
+
+    now = world.clock.now()
+    campaign = EmailCampaign(
+        id=world.ids.new_id(),
+        tenant_id=location.id,
+        name="Spring",
+        subject="Hello",
+        body_html="<p>Hi</p>",
+        body_text="Hi",
+        created_at=now,
+        updated_at=now,
+    )
+    async with world.gateway.unit_of_work(location.id) as uow:
+        await uow.campaigns.add(campaign)
+        await uow.commit()
+    return campaign.id
+
+
+async def test_touchpoint_campaign_must_be_this_locations(world: Any) -> None:
+    contact_id = await world.new_contact()
+    contacts = world.services.contacts
+    ours = await _campaign(world, world.sydney)
+    theirs = await _campaign(world, world.melbourne)
+    tagged = await contacts.add_touchpoint(
+        world.ctx(), AddTouchpoint(contact_id=contact_id, kind="email_opened", campaign_id=ours)
+    )
+    assert tagged.campaign_id == ours
+    audit_before = len(await world.audit())
+    details = []
+    for campaign_id in (theirs, "01JZZZZZZZZZZZZZZZZZZZZZZZ"):
+        with pytest.raises(NotFound) as caught:
+            await contacts.add_touchpoint(
+                world.ctx(),
+                AddTouchpoint(contact_id=contact_id, kind="email_opened", campaign_id=campaign_id),
+            )
+        assert caught.value.field == "campaign_id"
+        details.append(caught.value.detail.replace(campaign_id, "<id>"))
+    assert details == ["campaign_id: campaign '<id>' not found"] * 2
+    page = await contacts.list_touchpoints(world.ctx(), contact_id)
+    assert [t.id for t in page.items] == [tagged.id]
+    failures = (await world.audit())[audit_before:]
+    assert [(e.resource_type, e.outcome.value) for e in failures[:2]] == [
+        ("touchpoint", "failed")
+    ] * 2
+
+
 class _ScoringAI:
     """A deterministic AI provider: scores 77 and title-cases names."""
 

@@ -16,7 +16,16 @@ class CrmError(Exception):
 
 
 class NotFound(CrmError):
-    """The thing does not exist, or exists only in another location (never say which)."""
+    """The thing does not exist, or exists only in another location (never say which).
+
+    ``field`` names the input field that carried the id when the id came in a
+    body or command rather than as the addressed resource (``contact_id`` of a
+    new booking); ``None`` for the resource itself.
+    """
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
 
 
 class PermissionDenied(CrmError):

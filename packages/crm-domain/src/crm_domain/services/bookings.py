@@ -19,6 +19,7 @@ from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import MAX_LIMIT, BookingQuery
 from crm_domain.services._base import Call, ServiceBase
+from crm_domain.services._refs import require_reference
 from crm_domain.services.commands import (
     CancelBooking,
     CreateBooking,
@@ -113,7 +114,11 @@ class BookingService:
     # -- commands ---------------------------------------------------------------
 
     async def create(self, ctx: Context, command: CreateBooking) -> Booking:
-        """Book a scan for a contact of the location; emits ``BookingCreated``."""
+        """Book a scan for a contact of the location; emits ``BookingCreated``.
+
+        ``NotFound`` (field ``contact_id``) when the contact is unknown here —
+        also when it belongs to another location; nothing is stored then.
+        """
         base = self._base
         async with base._use_case(
             ctx,
@@ -205,7 +210,8 @@ class BookingService:
         changes nothing and emits nothing.  A changed time reschedules, a given
         ``status`` moves the booking through its life cycle (``Conflict`` when
         the move is illegal, e.g. a cancelled booking to no-show); each change
-        emits its event.
+        emits its event.  A new booking's contact must be one of the location's
+        (``NotFound`` naming ``contact_id`` otherwise, as in :meth:`create`).
         """
         base = self._base
         async with base._use_case(
@@ -337,10 +343,8 @@ class BookingService:
 
     @staticmethod
     async def _require_contact(uow: UnitOfWork, contact_id: str) -> None:
-        try:
-            await uow.contacts.get(contact_id)
-        except NotFound:
-            raise ValidationError("contact_id", "no such contact at this location") from None
+        # Another location's contact reads as unknown: NotFound, never a hint it exists.
+        await require_reference(uow.contacts.get, "contact_id", "contact", contact_id)
 
     async def _refuse_overlap(self, uow: UnitOfWork, booking: Booking) -> None:
         if not self._prevent_overlaps:

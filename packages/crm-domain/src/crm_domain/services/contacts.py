@@ -24,6 +24,7 @@ from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import ContactQuery, TouchpointQuery
 from crm_domain.services._ai import lead_profile, load_lead_profile
 from crm_domain.services._base import ServiceBase
+from crm_domain.services._refs import require_reference
 from crm_domain.services.commands import AddTouchpoint, CreateContact, UpdateContact, changes
 from crm_domain.services.events import EventName
 from crm_domain.values import parse_email, parse_phone
@@ -203,7 +204,12 @@ class ContactService:
             )
 
     async def add_touchpoint(self, ctx: Context, command: AddTouchpoint) -> Touchpoint:
-        """Record an interaction with a contact; emits ``TouchpointAdded``."""
+        """Record an interaction with a contact; emits ``TouchpointAdded``.
+
+        ``NotFound`` when the contact, or the ``campaign_id`` named (field
+        ``campaign_id``), is unknown at the caller's location — also when it
+        belongs to another one.
+        """
         base = self._base
         async with base._use_case(
             ctx,
@@ -214,6 +220,10 @@ class ContactService:
             write=True,
         ) as call:
             await call.uow.contacts.get(command.contact_id)
+            if command.campaign_id is not None:
+                await require_reference(
+                    call.uow.campaigns.get, "campaign_id", "campaign", command.campaign_id
+                )
             now = base.clock.now()
             touchpoint = Touchpoint(
                 id=base.ids.new_id(),

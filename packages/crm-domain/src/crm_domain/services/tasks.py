@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -9,19 +10,21 @@ import attrs
 from crm_domain.audit import AuditAction, AuditRecorder
 from crm_domain.context import Context
 from crm_domain.entities import Action, Resource, Task, TaskPriority, TaskStatus
-from crm_domain.errors import Conflict, NotFound, ValidationError
+from crm_domain.errors import Conflict, ValidationError
 from crm_domain.pagination import Page
 from crm_domain.policies.rbac import Authorizer
 from crm_domain.ports.ai import AIProvider, LeadProfile
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
-from crm_domain.queries import MembershipQuery, TaskQuery
+from crm_domain.queries import TaskQuery
 from crm_domain.services._ai import load_lead_profile, suggest_priority
 from crm_domain.services._base import ServiceBase
+from crm_domain.services._refs import has_membership, require_reference, unknown_reference
 from crm_domain.services.commands import CreateTask, UpdateTask, changes
 from crm_domain.services.events import EventName
 
 _CLOSED = frozenset({TaskStatus.DONE, TaskStatus.CANCELLED})
+_REFERENCES = ("contact_id", "booking_id", "assignee_id")
 
 
 def _facts(task: Task) -> dict[str, Any]:
@@ -42,8 +45,10 @@ class TaskService:
 
     Permissions: ``tasks:create``/``read``/``update``/``delete``; completing a
     task is ``tasks:update``.  A task's contact and booking must belong to the
-    location and its assignee an active member of it (``ValidationError`` naming
-    the field otherwise).
+    location and its assignee be a member of it: an id unknown here — also one
+    of another location — is ``NotFound`` naming the field (never a hint that it
+    exists elsewhere); an assignee whose membership here was deactivated is a
+    ``ValidationError``.  An update checks only the references it changes.
 
     A task created without a priority gets the AI provider's suggestion (from
     its title and the PHI-free profile of its contact); without a provider, or
@@ -87,8 +92,8 @@ class TaskService:
                 created_at=now,
                 updated_at=now,
             )
+            await self._check_references(call.uow, task, _REFERENCES)
             call.resource_id = task.id
-            await self._check_references(call.uow, task)
             if command.priority is None and self._ai is not None:
                 profile: LeadProfile | None = None
                 if task.contact_id is not None:
@@ -154,7 +159,7 @@ class TaskService:
             elif updated.status is not TaskStatus.DONE:
                 completed_at = None
             updated = attrs.evolve(updated, updated_at=now, completed_at=completed_at)
-            await self._check_references(call.uow, updated)
+            await self._check_references(call.uow, updated, changed)
             await call.uow.tasks.update(updated)
             done = "status" in changed and updated.status is TaskStatus.DONE
             name = EventName.TASK_COMPLETED if done else EventName.TASK_UPDATED
@@ -198,25 +203,22 @@ class TaskService:
             await call.emit(EventName.TASK_DELETED, "task", task_id, {"task_id": task_id})
 
     @staticmethod
-    async def _check_references(uow: UnitOfWork, task: Task) -> None:
+    async def _check_references(uow: UnitOfWork, task: Task, fields: Iterable[str]) -> None:
         # Checked here (not only by the store's foreign keys) so every gateway
-        # names the field the same way, and another location's id reads as unknown.
-        try:
-            if task.contact_id is not None:
-                await uow.contacts.get(task.contact_id)
-        except NotFound:
-            raise ValidationError("contact_id", "no such contact at this location") from None
-        try:
-            if task.booking_id is not None:
-                await uow.bookings.get(task.booking_id)
-        except NotFound:
-            raise ValidationError("booking_id", "no such booking at this location") from None
-        if task.assignee_id is not None:
-            members = MembershipQuery(
-                user_id=task.assignee_id, location_id=task.tenant_id, is_active=True
-            )
-            if await uow.memberships.count(members) == 0:
-                raise ValidationError("assignee_id", "not a staff member of this location")
+        # answers the same way, and another location's id reads as unknown (404),
+        # never as "exists, but not yours".  Only the ``fields`` the caller set.
+        wanted = set(fields)
+        if "contact_id" in wanted and task.contact_id is not None:
+            await require_reference(uow.contacts.get, "contact_id", "contact", task.contact_id)
+        if "booking_id" in wanted and task.booking_id is not None:
+            await require_reference(uow.bookings.get, "booking_id", "booking", task.booking_id)
+        if "assignee_id" in wanted and task.assignee_id is not None:
+            user_id, here = task.assignee_id, task.tenant_id
+            if not await has_membership(uow, user_id, here, active_only=True):
+                if not await has_membership(uow, user_id, here, active_only=False):
+                    # Users are global: only a membership here makes one known here.
+                    raise unknown_reference("assignee_id", "user", user_id)
+                raise ValidationError("assignee_id", "no longer an active member of this location")
 
 
 __all__ = ["TaskService"]
