@@ -46,7 +46,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     title: str
     detail: str
     type: str = "about:blank"
-    #: The offending field of a 422 (dotted for nested ones).
+    #: The offending field of a 422 (dotted for nested ones), or of a 404 whose
+    #: unknown id came in a body field (``contact_id``) rather than the path.
     field: str | None = None
     #: The request id, to find the matching audit entry.
     request_id: str | None = None
@@ -94,7 +95,7 @@ def problem_for(exc: BaseException) -> tuple[Problem, dict[str, str]]:
     if isinstance(exc, PermissionDenied):
         return problem(403, exc.detail), headers
     if isinstance(exc, NotFound):
-        return problem(404, exc.detail), headers
+        return problem(404, exc.detail, field=exc.field), headers
     if isinstance(exc, ValidationError):
         return problem(422, exc.detail, field=exc.field), headers
     if isinstance(exc, Conflict):

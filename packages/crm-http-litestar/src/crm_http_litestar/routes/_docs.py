@@ -16,11 +16,21 @@ READ_ONE_ERRORS = (*AUTH_ERRORS, 404, 422)
 LIST_ERRORS = (*AUTH_ERRORS, 422)
 #: Errors of a route that takes a JSON body.
 WRITE_ERRORS = (*AUTH_ERRORS, 409, 413, 415, 422)
+#: Errors of a route whose body names other records by id (``contact_id``…).
+WRITE_WITH_REFERENCES_ERRORS = (*WRITE_ERRORS, 404)
+#: How a list route treats a filter on another location's id (documented on each).
+FOREIGN_FILTER_NOTE = (
+    "An id filter naming another location's record finds nothing: an empty page,"
+    " the same as for an id that does not exist."
+)
 
 _WHY = {
     401: "No token, or the token or its session is not valid (expired, signed out, idle).",
     403: "The permission is not granted, or the client address is not allowed here.",
-    404: "No such id at this location (another location's id is also a 404).",
+    404: (
+        "No such id at this location, in the path or in a body field (`field` names it);"
+        " another location's id is also a 404, with the same answer."
+    ),
     409: "Conflicts with the current state (duplicate, illegal transition, reused key).",
     413: "The body is too large.",
     415: "The body is not application/json.",

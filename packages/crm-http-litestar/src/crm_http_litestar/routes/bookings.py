@@ -16,9 +16,11 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
+    FOREIGN_FILTER_NOTE,
     LIST_ERRORS,
     READ_ONE_ERRORS,
     WRITE_ERRORS,
+    WRITE_WITH_REFERENCES_ERRORS,
     permission_doc,
     responses,
 )
@@ -31,7 +33,9 @@ _STATUS_CHANGES = ("confirmed", "cancelled", "completed", "no_show")
     "/",
     opt={"permission": "bookings:read"},
     summary="List bookings",
-    description=permission_doc("bookings:read", "`starts_from`/`starts_to` bound the start."),
+    description=permission_doc(
+        "bookings:read", f"`starts_from`/`starts_to` bound the start. {FOREIGN_FILTER_NOTE}"
+    ),
     responses=responses(*LIST_ERRORS),
 )
 async def list_bookings(
@@ -70,9 +74,11 @@ async def list_bookings(
     opt={"permission": "bookings:create"},
     summary="Book a scan",
     description=permission_doc(
-        "bookings:create", "Overlapping open bookings of the same service are a 409."
+        "bookings:create",
+        "Overlapping open bookings of the same service are a 409. A `contact_id` unknown"
+        " here (also another location's) is a 404 naming the field; nothing is stored.",
     ),
-    responses=responses(*WRITE_ERRORS),
+    responses=responses(*WRITE_WITH_REFERENCES_ERRORS),
     status_code=201,
 )
 async def create_booking(

@@ -237,7 +237,11 @@ async def list_touchpoints(
     "/{id:str}/touchpoints",
     opt={"permission": "contacts:update"},
     summary="Record a touchpoint",
-    description=permission_doc("contacts:update"),
+    description=permission_doc(
+        "contacts:update",
+        "An unknown contact, or a `campaign_id` unknown here (also another location's), is a"
+        " 404 (the latter naming the field); nothing is stored.",
+    ),
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
     status_code=201,
 )

@@ -14,13 +14,20 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
+    FOREIGN_FILTER_NOTE,
     LIST_ERRORS,
     READ_ONE_ERRORS,
     WRITE_ERRORS,
+    WRITE_WITH_REFERENCES_ERRORS,
     permission_doc,
     responses,
 )
 from crm_http_litestar.schemas import Listing, TaskIn, TaskOut, TaskPatch, listing, out
+
+_REFERENCES_NOTE = (
+    "A `contact_id`, `booking_id` or `assignee_id` unknown here (also another location's)"
+    " is a 404 naming the field; nothing is stored. A deactivated member as assignee is a 422."
+)
 
 
 def _domain(value: Any) -> Any:
@@ -31,7 +38,7 @@ def _domain(value: Any) -> Any:
     "/",
     opt={"permission": "tasks:read"},
     summary="List tasks",
-    description=permission_doc("tasks:read"),
+    description=permission_doc("tasks:read", FOREIGN_FILTER_NOTE),
     responses=responses(*LIST_ERRORS),
 )
 async def list_tasks(
@@ -71,8 +78,10 @@ async def list_tasks(
     "/",
     opt={"permission": "tasks:create"},
     summary="Create a task",
-    description=permission_doc("tasks:create", "`Idempotency-Key` makes retries safe."),
-    responses=responses(*WRITE_ERRORS),
+    description=permission_doc(
+        "tasks:create", f"`Idempotency-Key` makes retries safe. {_REFERENCES_NOTE}"
+    ),
+    responses=responses(*WRITE_WITH_REFERENCES_ERRORS),
     status_code=201,
 )
 async def create_task(
@@ -122,7 +131,7 @@ async def get_task(crm: CrmDep, id: FromPath[str]) -> TaskOut:
     "/{id:str}",
     opt={"permission": "tasks:update"},
     summary="Change a task",
-    description=permission_doc("tasks:update", "Only the fields sent change."),
+    description=permission_doc("tasks:update", f"Only the fields sent change. {_REFERENCES_NOTE}"),
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
 )
 async def update_task(crm: CrmDep, id: FromPath[str], data: JSONBody[TaskPatch]) -> TaskOut:
