@@ -107,7 +107,7 @@ async def gateway_import(gateway: SqlGateway, tenant: str, items: list[Contact])
 def sqlite_raw_import(path: str, tenant: str, rows: list[tuple[Any, ...]]) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA synchronous = FULL")  # as the gateway's file databases
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(
         "INSERT INTO locations (id, code, name, timezone, address, is_active, settings,"
@@ -201,7 +201,7 @@ async def read_and_audit(gateway: SqlGateway, path: str, count: int = 3000) -> s
 
     # The raw baseline: the same work with hand-written SQL on stdlib sqlite3.
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA synchronous = FULL")  # durable commits, as the gateway's
     insert = (
         "INSERT INTO hipaa_audit_log (id, chain, tenant_id, user_id, action, resource_type,"
         " resource_id, outcome, occurred_at, sequence, prev_hash, hash)"
