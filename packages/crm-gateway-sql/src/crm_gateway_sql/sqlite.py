@@ -45,10 +45,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import os
 import sqlite3
 import tempfile
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -172,6 +173,26 @@ class SqliteDatabase:
             self._compiled[statement.key] = compiled
         return compiled
 
+    def compiled_rows(self, statement: Statement) -> tuple[CompiledSql, Callable[[Any], Any]]:
+        """The ``qmark`` text of a statement's shape and a function making a row's tuple.
+
+        For ``executemany``: sqlite3 looks named parameters up in each row's
+        mapping one by one, which measured ≈ 16 µs per 20-column audit row
+        against ≈ 8 µs for a tuple, and ``itemgetter`` builds the tuple in C.
+        """
+        key = ("qmark", statement.key)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = compile_sqlite(statement.clause, paramstyle="qmark")
+            self._compiled[key] = compiled
+        positions = compiled.positions
+        if compiled.defaults:
+            return compiled, compiled.positional_params
+        if len(positions) == 1:  # itemgetter of one name returns the value, not a tuple
+            name = positions[0]
+            return compiled, lambda row: (row[name],)
+        return compiled, operator.itemgetter(*positions)
+
     def session(self) -> SqliteSession:
         """A session for one unit of work."""
         return SqliteSession(self)
@@ -251,8 +272,8 @@ class SqliteSession:
         statements of a few microseconds) undoes them.
         """
         await self.begin_write()
-        compiled = self._db.compiled(statement)
-        params = rows if not compiled.defaults else [compiled.named_params(r) for r in rows]
+        compiled, row_tuple = self._db.compiled_rows(statement)
+        params = [row_tuple(r) for r in rows]
         writer = self._db.writer
         atomic = False
         try:
