@@ -66,6 +66,7 @@ from crm_domain.entities import (
     Touchpoint,
     WebhookReceipt,
 )
+from crm_domain.entities.session import require_held, require_reservation
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationError
 from crm_domain.memory import TABLES, Table, compute_metric
 from crm_domain.pagination import Page, page_from_rows
@@ -710,14 +711,54 @@ class _Idempotency:
         found = await self._uow.row("idempotency", (tenant, key, user_id), tenant)
         return cast("IdempotencyRecord | None", found)
 
-    async def put(self, record: IdempotencyRecord) -> None:
-        """Store a record; ``Conflict`` if the key is taken for that user."""
-        tenant = self._uow._require_tenant()
-        if record.tenant_id != tenant:
+    def _check_owner(self, reservation: IdempotencyRecord) -> None:
+        if reservation.tenant_id != self._uow._require_tenant():
             raise PermissionDenied("this idempotency record belongs to another location")
-        if await self.get(record.key, record.user_id) is not None:
+
+    async def reserve(
+        self, reservation: IdempotencyRecord, *, stale_before: datetime | None = None
+    ) -> None:
+        """Store a pending reservation, or take over a stale one (see the port).
+
+        No extra care for races: commit expects the record's key to still have
+        the version read here, so a concurrent reservation or take-over makes
+        one of the two commits fail with ``Conflict``.
+        """
+        self._check_owner(reservation)
+        require_reservation(reservation)
+        stored = await self.get(reservation.key, reservation.user_id)
+        if stored is None:
+            await self._uow.insert("idempotency", reservation)
+        elif stored.is_stale(stale_before):
+            await self._uow.update("idempotency", reservation)
+        else:
             raise Conflict("this idempotency key is already stored for this user")
-        await self._uow.insert("idempotency", record)
+
+    async def complete(
+        self,
+        reservation: IdempotencyRecord,
+        *,
+        status_code: int,
+        response_body: str,
+        completed_at: datetime,
+    ) -> IdempotencyRecord:
+        """Store the answer of a reservation that is still held (see the port)."""
+        self._check_owner(reservation)
+        stored = require_held(await self.get(reservation.key, reservation.user_id), reservation)
+        done = stored.completed(
+            status_code=status_code, response_body=response_body, completed_at=completed_at
+        )
+        await self._uow.update("idempotency", done)
+        return done
+
+    async def release(self, reservation: IdempotencyRecord) -> None:
+        """Delete a reservation that is still held (see the port)."""
+        self._check_owner(reservation)
+        require_held(await self.get(reservation.key, reservation.user_id), reservation)
+        tenant = reservation.tenant_id
+        await self._uow.delete(
+            "idempotency", (tenant, reservation.key, reservation.user_id), tenant
+        )
 
 
 class _Audit:

@@ -144,7 +144,7 @@ async def test_audit_race_between_processes_is_relinked(
 async def test_migrations_come_from_the_sql_gateways_alembic_revisions(
     d1_gateway: D1Gateway, local_d1: LocalD1
 ) -> None:
-    assert await current_revision(d1_gateway.client) == "0001_baseline"
+    assert await current_revision(d1_gateway.client) == "0002_idempotency_reservations"
     before = local_d1.requests()
     assert await upgrade(d1_gateway.client) == 0  # already at head: nothing sent
     await d1_gateway.migrate()
@@ -252,3 +252,40 @@ async def test_a_closed_gateway_is_unavailable(local_d1: LocalD1) -> None:
         await uow.contacts.get("nope")
     with pytest.raises(Unavailable, match="closed"):
         gateway.unit_of_work()
+
+
+async def test_idempotency_compare_and_set_is_rechecked_in_the_batch(
+    world: World, d1_gateway: D1Gateway
+) -> None:
+    """A completion or release read before a take-over (or completion) commits fails at commit.
+
+    D1 cannot branch on a row count inside a batch: the conditional UPDATE/DELETE
+    is followed by ``unless_changed``, which must turn "matched no row" into a
+    rejected batch.  The interleaving is forced here, not left to the scheduler.
+    """
+    a = world.a.id
+    stale = world.reservation(a, key="cas", created_at=world.at(hours=-30))
+    await world.save(a, stale)
+    newer = world.reservation(a, key="cas", request_fingerprint="c" * 64)
+    async with d1_gateway.unit_of_work(a) as late:
+        await late.idempotency.complete(
+            stale, status_code=201, response_body='{"late": true}', completed_at=world.now
+        )
+        async with d1_gateway.unit_of_work(a) as uow:
+            await uow.idempotency.reserve(newer, stale_before=world.at(hours=-24))
+            await uow.commit()
+        with pytest.raises(Conflict):
+            await late.commit()
+    async with d1_gateway.unit_of_work(a) as late:
+        await late.idempotency.release(newer)
+        async with d1_gateway.unit_of_work(a) as uow:
+            await uow.idempotency.complete(
+                newer, status_code=201, response_body='{"id": "1"}', completed_at=world.now
+            )
+            await uow.commit()
+        with pytest.raises(Conflict):
+            await late.commit()
+    async with d1_gateway.unit_of_work(a) as uow:
+        stored = await uow.idempotency.get("cas", "user-1")
+    assert stored is not None
+    assert (stored.request_fingerprint, stored.response_body) == ("c" * 64, '{"id": "1"}')

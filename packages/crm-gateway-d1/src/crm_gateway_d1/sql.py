@@ -88,4 +88,27 @@ def chunked_insert(table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> list[D
 _rows_sql: dict[Hashable, str] = {}
 
 
-__all__ = ["chunked_insert", "select_equal", "to_d1"]
+def unless_changed(table: sa.Table, equal: Mapping[str, Any]) -> Statement:
+    """A guard making the batch fail with ``UNIQUE`` when the previous statement changed nothing.
+
+    A batch cannot branch on a row count, so a conditional ``UPDATE``/``DELETE``
+    that matched no row would pass silently.  Placed right after it, this
+    ``INSERT INTO t SELECT * FROM t WHERE <key> AND changes() = 0`` copies the
+    row onto its own primary key when — and only when — the conditional
+    statement changed nothing while the row still exists (in another state):
+    D1 rejects the whole batch with ``UNIQUE constraint failed``, which the
+    unit of work reports as ``Conflict``.  ``changes()`` is SQLite's count of
+    the last *completed* statement, so it is the guarded statement's.
+    """
+    names = tuple(equal)
+    key = ("d1_unless_changed", table.name, names)
+
+    def build() -> sa.Executable:
+        conditions = [table.c[n] == sa.bindparam(f"k_{n}") for n in names]
+        source = sa.select(table).where(*conditions, sa.func.changes() == 0)
+        return table.insert().from_select([c.name for c in table.columns], source)
+
+    return Statement(key, cached(key, build), {f"k_{n}": equal[n] for n in names}, True)
+
+
+__all__ = ["chunked_insert", "select_equal", "to_d1", "unless_changed"]

@@ -61,6 +61,7 @@ from crm_domain.entities import (
     DomainEvent,
     EmailCampaign,
     IdempotencyRecord,
+    IdempotencyState,
     IpRule,
     Location,
     Membership,
@@ -75,6 +76,7 @@ from crm_domain.entities import (
     Touchpoint,
     WebhookReceipt,
 )
+from crm_domain.entities.session import require_held, require_reservation
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationError
 from crm_domain.memory import TABLES as RULES
 from crm_domain.memory import Table as Rules
@@ -105,7 +107,7 @@ from crm_gateway_sql import statements as st
 from crm_gateway_sql.statements import Statement
 
 from crm_gateway_d1.client import D1Client, D1Conflict, D1Statement
-from crm_gateway_d1.sql import chunked_insert, select_equal, to_d1
+from crm_gateway_d1.sql import chunked_insert, select_equal, to_d1, unless_changed
 
 if TYPE_CHECKING:
     from crm_domain.ports.gateway import UnitOfWork
@@ -939,14 +941,89 @@ class _Idempotency:
         found = await self._uow.get("idempotency", _idem_key(tenant, key, user_id))
         return cast("IdempotencyRecord | None", found)
 
-    async def put(self, record: IdempotencyRecord) -> None:
-        """Store a record; ``Conflict`` if the key is taken for that user."""
+    def _check_owner(self, reservation: IdempotencyRecord) -> tuple[str, Key]:
         tenant = self._uow._require_tenant()
-        if record.tenant_id != tenant:
+        if reservation.tenant_id != tenant:
             raise PermissionDenied("this idempotency record belongs to another location")
-        if await self.get(record.key, record.user_id) is not None:
+        return tenant, _idem_key(tenant, reservation.key, reservation.user_id)
+
+    def _buffer(self, key: Key, entity: Any, *statements: Statement) -> None:
+        self._uow._put("idempotency", key, entity)
+        self._uow._writes.extend(statements)
+
+    async def reserve(
+        self, reservation: IdempotencyRecord, *, stale_before: datetime | None = None
+    ) -> None:
+        """Store a pending reservation, or take over a stale one (see the port).
+
+        The take-over buffers a ``DELETE`` of exactly the stale row read (state
+        and ``created_at`` included) and the insert: if another request took it
+        over first, the delete matches nothing, the insert hits the primary
+        key and D1 rejects the batch (``Conflict`` at commit).
+        """
+        tenant, key = self._check_owner(reservation)
+        require_reservation(reservation)
+        stored = await self.get(reservation.key, reservation.user_id)
+        if stored is None:
+            await self._uow.insert("idempotency", reservation)
+            return
+        if not stored.is_stale(stale_before):
             raise Conflict("this idempotency key is already stored for this user")
-        await self._uow.insert("idempotency", record)
+        table = schema.idempotency_keys
+        self._buffer(
+            key,
+            reservation,
+            st.delete_where(table, tenant, _held(stored)),
+            st.insert(table, mapping.to_row(reservation)),
+        )
+
+    async def complete(
+        self,
+        reservation: IdempotencyRecord,
+        *,
+        status_code: int,
+        response_body: str,
+        completed_at: datetime,
+    ) -> IdempotencyRecord:
+        """Store the answer of a reservation that is still held (see the port).
+
+        Checked now against what D1 holds, and again in the batch: the update
+        is conditional on the reservation and guarded by :func:`unless_changed`.
+        """
+        tenant, key = self._check_owner(reservation)
+        stored = require_held(await self.get(reservation.key, reservation.user_id), reservation)
+        done = stored.completed(
+            status_code=status_code, response_body=response_body, completed_at=completed_at
+        )
+        row = mapping.to_row(done)
+        values = {c: row[c] for c in ("state", "status_code", "response_body", "completed_at")}
+        table = schema.idempotency_keys
+        self._buffer(
+            key,
+            done,
+            st.update_columns(table, tenant, _held(reservation), values),
+            unless_changed(table, dict(zip(_pk_columns("idempotency"), key, strict=True))),
+        )
+        return done
+
+    async def release(self, reservation: IdempotencyRecord) -> None:
+        """Delete a reservation that is still held (checked now and in the batch)."""
+        tenant, key = self._check_owner(reservation)
+        require_held(await self.get(reservation.key, reservation.user_id), reservation)
+        table = schema.idempotency_keys
+        self._buffer(
+            key,
+            DELETED,
+            st.delete_where(table, tenant, _held(reservation)),
+            unless_changed(table, dict(zip(_pk_columns("idempotency"), key, strict=True))),
+        )
+
+
+def _held(record: IdempotencyRecord) -> dict[str, Any]:
+    """The columns that identify exactly this pending reservation (compare-and-set)."""
+    row = mapping.to_row(record)
+    held = ("user_id", "key", "request_fingerprint", "created_at")
+    return {**{c: row[c] for c in held}, "state": IdempotencyState.PENDING.value}
 
 
 def _idem_key(tenant: str, key: str, user_id: str) -> Key:

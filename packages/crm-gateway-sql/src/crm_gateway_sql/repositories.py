@@ -22,6 +22,7 @@ from crm_domain.entities import (
     Contact,
     DomainEvent,
     IdempotencyRecord,
+    IdempotencyState,
     IpRule,
     Location,
     Membership,
@@ -33,6 +34,7 @@ from crm_domain.entities import (
     StaffUser,
     WebhookReceipt,
 )
+from crm_domain.entities.session import require_held, require_reservation
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from crm_domain.pagination import Page, page_from_rows
 from crm_domain.ports.analytics import MetricQuery, MetricRow
@@ -288,15 +290,79 @@ class IdempotencyRepository(_Base):
         rows = await self._session.fetch(statement)
         return from_row(IdempotencyRecord, rows[0]) if rows else None
 
-    async def put(self, record: IdempotencyRecord) -> None:
-        """Store a record; ``Conflict`` if the key is taken for that user."""
+    def _check_owner(self, reservation: IdempotencyRecord) -> str:
         tenant = self._require_tenant()
-        if record.tenant_id != tenant:
+        if reservation.tenant_id != tenant:
             raise PermissionDenied("this idempotency record belongs to another location")
+        return tenant
+
+    @staticmethod
+    def _held(record: IdempotencyRecord) -> dict[str, Any]:
+        """The columns that identify exactly this pending reservation (compare-and-set)."""
+        row = to_row(record)
+        return {
+            "user_id": row["user_id"],
+            "key": row["key"],
+            "state": IdempotencyState.PENDING.value,
+            "created_at": row["created_at"],
+            "request_fingerprint": row["request_fingerprint"],
+        }
+
+    async def reserve(
+        self, reservation: IdempotencyRecord, *, stale_before: datetime | None = None
+    ) -> None:
+        """Store a pending reservation, or take over a stale one (see the port).
+
+        The take-over is a conditional ``DELETE`` of exactly the stale row read
+        (state and ``created_at`` included) followed by the insert: under
+        concurrency the row lock serialises the deletes, the loser deletes
+        nothing (or its insert hits the primary key) and gets ``Conflict``.
+        """
+        tenant = self._check_owner(reservation)
+        require_reservation(reservation)
+        stored = await self.get(reservation.key, reservation.user_id)
+        if stored is not None:
+            if not stored.is_stale(stale_before):
+                raise Conflict("this idempotency key is already stored for this user")
+            table = schema.idempotency_keys
+            taken = await self._session.execute(st.delete_where(table, tenant, self._held(stored)))
+            if taken != 1:
+                raise Conflict("this idempotency key was taken over by another request")
         try:
-            await self._session.execute(st.insert(schema.idempotency_keys, to_row(record)))
+            await self._session.execute(st.insert(schema.idempotency_keys, to_row(reservation)))
         except Conflict:
             raise Conflict("this idempotency key is already stored for this user") from None
+
+    async def complete(
+        self,
+        reservation: IdempotencyRecord,
+        *,
+        status_code: int,
+        response_body: str,
+        completed_at: datetime,
+    ) -> IdempotencyRecord:
+        """Store the answer of a reservation that is still held (see the port)."""
+        tenant = self._check_owner(reservation)
+        done = reservation.completed(
+            status_code=status_code, response_body=response_body, completed_at=completed_at
+        )
+        row = to_row(done)
+        values = {c: row[c] for c in ("state", "status_code", "response_body", "completed_at")}
+        statement = st.update_columns(
+            schema.idempotency_keys, tenant, self._held(reservation), values
+        )
+        if await self._session.execute(statement) != 1:
+            require_held(await self.get(reservation.key, reservation.user_id), reservation)
+            raise Conflict("this Idempotency-Key reservation changed concurrently")
+        return done
+
+    async def release(self, reservation: IdempotencyRecord) -> None:
+        """Delete a reservation that is still held (see the port)."""
+        tenant = self._check_owner(reservation)
+        statement = st.delete_where(schema.idempotency_keys, tenant, self._held(reservation))
+        if await self._session.execute(statement) != 1:
+            require_held(await self.get(reservation.key, reservation.user_id), reservation)
+            raise Conflict("this Idempotency-Key reservation changed concurrently")
 
 
 class AuditRepository(_Base):

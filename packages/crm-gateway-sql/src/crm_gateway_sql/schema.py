@@ -365,9 +365,13 @@ idempotency_keys = sa.Table(
     sa.Column("user_id", ID, primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("request_fingerprint", sa.String(128), nullable=False),
-    sa.Column("status_code", sa.Integer, nullable=False),
-    sa.Column("response_body", sa.Text, nullable=False),
+    # "pending" (reserved, no answer yet: the three answer columns are NULL) or "completed".
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("response_body", sa.Text),
+    # When the key was reserved: a pending reservation older than a bound may be taken over.
     sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("completed_at", TIMESTAMP),
 )
 
 #: The transactional outbox.  ``tenant_id`` is nullable: system events have none.

@@ -441,6 +441,22 @@ def update_columns(
     return Statement(key, cached(key, build), params, True)
 
 
+def delete_where(table: sa.Table, tenant_id: str | None, equal: Mapping[str, Any]) -> Statement:
+    """``DELETE FROM table WHERE equal`` (scoped): a conditional delete, e.g. compare-and-delete."""
+    params: dict[str, Any] = {}
+    where = _where(table, tenant_id, params)
+    names = tuple(equal)
+    for name in names:
+        params[f"k_{name}"] = equal[name]
+    key = ("delete_where", table.name, bool(where), names)
+
+    def build() -> sa.Executable:
+        conditions = [*where, *(table.c[n] == sa.bindparam(f"k_{n}") for n in names)]
+        return table.delete().where(*conditions)
+
+    return Statement(key, cached(key, build), params, True)
+
+
 # --- audit -------------------------------------------------------------------------------
 
 
@@ -654,6 +670,7 @@ __all__ = [
     "compile_sqlite",
     "count",
     "delete",
+    "delete_where",
     "get",
     "get_by",
     "insert",

@@ -21,7 +21,12 @@ from crm_domain.entities.events import DomainEvent, OutboxMessage, OutboxStatus
 from crm_domain.entities.ip_rule import IpRule
 from crm_domain.entities.location import Location, LocationSettings, OpeningHours
 from crm_domain.entities.permission import Action, Permission, PermissionConditions, Resource
-from crm_domain.entities.session import IdempotencyRecord, Session, WebhookReceipt
+from crm_domain.entities.session import (
+    IdempotencyRecord,
+    IdempotencyState,
+    Session,
+    WebhookReceipt,
+)
 from crm_domain.entities.sms import SmsDirection, SmsIntent, SmsMessage, SmsStatus
 from crm_domain.entities.staff import Effect, Membership, PermissionOverride, Role, StaffUser
 from crm_domain.entities.task import Task, TaskPriority, TaskStatus
@@ -48,6 +53,7 @@ __all__ = [
     "Effect",
     "EmailCampaign",
     "IdempotencyRecord",
+    "IdempotencyState",
     "IpRule",
     "Location",
     "LocationSettings",

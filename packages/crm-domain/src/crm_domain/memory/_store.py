@@ -59,6 +59,8 @@ class Tx:
         self.inserted: dict[str, set[Hashable]] = {}
         self.audit: list[AuditEntry] = []
         self.held_chains: list[str | None] = []
+        #: Rows that must still be committed as read (compare-and-set at commit).
+        self.expected: dict[tuple[str, Hashable], Any] = {}
 
     # -- reading ---------------------------------------------------------
 
@@ -79,6 +81,17 @@ class Tx:
         for row in pending.values():
             if row is not DELETED:
                 yield row
+
+    def expect(self, table: str, key: Hashable, row: Any) -> None:
+        """Make commit fail with ``Conflict`` unless the committed row is still ``row``.
+
+        Read committed alone lets two units of work both act on one row they
+        read (last writer wins); this is the compare-and-set a conditional
+        ``UPDATE … WHERE`` gives the SQL gateways.  A row this unit of work
+        wrote itself is already covered by the checks of that write.
+        """
+        if key not in self.writes.get(table, {}):
+            self.expected.setdefault((table, key), row)
 
     # -- writing ---------------------------------------------------------
 
@@ -203,6 +216,11 @@ class Tx:
         for entry in self.audit:
             if entry.id in self.store.audit_by_id:
                 raise Conflict(f"an audit entry with id {entry.id!r} already exists")
+        for (name, key), row in self.expected.items():
+            if self.store.tables[name].get(key) != row:
+                raise Conflict(
+                    f"{TABLES[name].noun} {key!r} was changed by a concurrent unit of work"
+                )
 
     def apply(self) -> None:
         """Make pending writes the committed state (after :meth:`check_commit`)."""
@@ -223,6 +241,7 @@ class Tx:
         self.writes = {}
         self.inserted = {}
         self.audit = []
+        self.expected = {}
         for event_id in [k for k, owner in self.store.claimed_by.items() if owner is self]:
             del self.store.claimed_by[event_id]
         while self.held_chains:

@@ -71,6 +71,7 @@ from crm_domain.entities import (
     Touchpoint,
     WebhookReceipt,
 )
+from crm_domain.entities.session import require_held, require_reservation
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationError
 from crm_domain.memory._schema import TABLES
 from crm_domain.memory._store import Store, Tx
@@ -314,15 +315,51 @@ class _Idempotency:
         row = self._uow._active_tx().get("idempotency", (tenant, key, user_id))
         return cast("IdempotencyRecord | None", row)
 
-    async def put(self, record: IdempotencyRecord) -> None:
-        """Store a record; ``Conflict`` if the key is taken for that user."""
+    def _held(self, reservation: IdempotencyRecord) -> tuple[Tx, tuple[str, str, str]]:
         tenant = self._uow._require_tenant()
-        if record.tenant_id != tenant:
+        if reservation.tenant_id != tenant:
             raise PermissionDenied("this idempotency record belongs to another location")
-        tx = self._uow._active_tx()
-        if tx.get("idempotency", (tenant, record.key, record.user_id)) is not None:
+        return self._uow._active_tx(), (tenant, reservation.key, reservation.user_id)
+
+    async def reserve(
+        self, reservation: IdempotencyRecord, *, stale_before: datetime | None = None
+    ) -> None:
+        """Store a pending reservation, or take over a stale one (see the port)."""
+        tx, key = self._held(reservation)
+        require_reservation(reservation)
+        stored = cast("IdempotencyRecord | None", tx.get("idempotency", key))
+        if stored is None:
+            tx.insert("idempotency", reservation)
+        elif stored.is_stale(stale_before):
+            tx.expect("idempotency", key, stored)
+            tx.update("idempotency", reservation)
+        else:
             raise Conflict("this idempotency key is already stored for this user")
-        tx.insert("idempotency", record)
+
+    async def complete(
+        self,
+        reservation: IdempotencyRecord,
+        *,
+        status_code: int,
+        response_body: str,
+        completed_at: datetime,
+    ) -> IdempotencyRecord:
+        """Store the answer of a reservation that is still held (see the port)."""
+        tx, key = self._held(reservation)
+        stored = require_held(tx.get("idempotency", key), reservation)
+        done = stored.completed(
+            status_code=status_code, response_body=response_body, completed_at=completed_at
+        )
+        tx.expect("idempotency", key, stored)
+        tx.update("idempotency", done)
+        return done
+
+    async def release(self, reservation: IdempotencyRecord) -> None:
+        """Delete a reservation that is still held (see the port)."""
+        tx, key = self._held(reservation)
+        stored = require_held(tx.get("idempotency", key), reservation)
+        tx.expect("idempotency", key, stored)
+        tx.delete("idempotency", key)
 
 
 class _Audit:

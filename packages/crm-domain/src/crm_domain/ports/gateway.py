@@ -219,14 +219,63 @@ class AutomationRepository(Repository[AutomationRule, AutomationQuery], Protocol
 
 
 class IdempotencyRepository(Protocol):
-    """Stored answers to POSTs with an ``Idempotency-Key`` (tenant-owned)."""
+    """``Idempotency-Key`` reservations and stored answers (tenant-owned).
+
+    The key space is (location, user, key).  A POST reserves its key in a
+    unit of work of its own that commits *before* the create runs, so the
+    store's unique (tenant, user, key) lets exactly one of several concurrent
+    first uses win; then it either completes the reservation with its answer
+    or, when the create certainly did not happen, releases it.  A
+    reservation nobody completed or released stays pending (the create may
+    have committed): only ``reserve(..., stale_before=...)`` can take it over.
+
+    ``complete`` and ``release`` take the reservation as ``reserve`` stored it
+    and act only while exactly that reservation is stored: a reservation that
+    was taken over in the meantime (its ``created_at`` differs) is ``Conflict``.
+    Records of another location are invisible (``get``) or refused
+    (``PermissionDenied``).
+    """
 
     async def get(self, key: str, user_id: str) -> IdempotencyRecord | None:
-        """Return the record for this key and user, if any."""
+        """Return the record (pending or completed) for this key and user, if any."""
         ...
 
-    async def put(self, record: IdempotencyRecord) -> None:
-        """Store a record; ``Conflict`` if the key is already stored for that user."""
+    async def reserve(
+        self, reservation: IdempotencyRecord, *, stale_before: datetime | None = None
+    ) -> None:
+        """Store a ``PENDING`` reservation; ``Conflict`` if the key is taken for that user.
+
+        With ``stale_before``, a stored reservation that is still pending and
+        was created before it is replaced by ``reservation`` (a take-over);
+        the replacement is conditional on the stale one being unchanged at
+        commit, so two concurrent take-overs cannot both win (the loser gets
+        ``Conflict``, here or at commit).  A completed record is never
+        replaced.  A record that is not pending is a ``ValidationError``.
+        """
+        ...
+
+    async def complete(
+        self,
+        reservation: IdempotencyRecord,
+        *,
+        status_code: int,
+        response_body: str,
+        completed_at: datetime,
+    ) -> IdempotencyRecord:
+        """Store the answer of ``reservation`` and return the completed record.
+
+        ``NotFound`` if no record has the key; ``Conflict`` if the stored one is
+        not this pending reservation (completed already, or taken over).
+        """
+        ...
+
+    async def release(self, reservation: IdempotencyRecord) -> None:
+        """Delete ``reservation`` so the key can be used again.
+
+        For a create that certainly did not happen (it was refused).
+        ``NotFound`` if no record has the key; ``Conflict`` if the stored one is
+        not this pending reservation — a completed answer is never forgotten.
+        """
         ...
 
 

@@ -55,6 +55,10 @@ What it checks, for every repository:
 * properties — Hypothesis draws random contacts (mixed scripts, offsets,
   microseconds) and random combined queries; listing, paging and counting
   must agree with :func:`crm_domain.queries.matches` (20 examples);
+* idempotency keys — reserve twice is ``Conflict`` (also between concurrent
+  units of work), complete then get, release then reserve again, a stale
+  reservation taken over by exactly one of several contenders, completion
+  racing a take-over, tenant isolation;
 * coverage — every CRUD repository of the ``UnitOfWork`` port has a kit
   description, so a new repository cannot slip past the kit.
 
@@ -66,6 +70,7 @@ created before children, as stores with foreign keys require.
 from crm_domain.testing._access import AccessStoreConformance
 from crm_domain.testing._analytics import AnalyticsConformance
 from crm_domain.testing._base import GatewayKit, assert_same
+from crm_domain.testing._idempotency import IdempotencyConformance
 from crm_domain.testing._outbox_audit import AuditConformance, OutboxConformance
 from crm_domain.testing._properties import PropertyConformance
 from crm_domain.testing._repositories import (
@@ -97,6 +102,7 @@ class GatewayConformance(
     AuditConformance,
     AnalyticsConformance,
     AccessStoreConformance,
+    IdempotencyConformance,
     PropertyConformance,
 ):
     """Every conformance test at once; subclass it and provide the ``gateway`` fixture."""
@@ -113,6 +119,7 @@ __all__ = [
     "FilterConformance",
     "GatewayConformance",
     "GatewayKit",
+    "IdempotencyConformance",
     "OutboxConformance",
     "PaginationConformance",
     "PropertyConformance",

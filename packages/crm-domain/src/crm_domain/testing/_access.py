@@ -107,10 +107,12 @@ class AccessStoreConformance(GatewayKit):
             assert await uow.idempotency.get(record.key, "user-8") is None
             assert await uow.idempotency.get("other-key", "user-7") is None
             with pytest.raises(Conflict):
-                await uow.idempotency.put(evolve(record, status_code=200))
-            await uow.idempotency.put(evolve(record, user_id="user-8"))
+                await uow.idempotency.reserve(
+                    world.reservation(a, key=record.key, user_id="user-7")
+                )
+            await uow.idempotency.reserve(world.reservation(a, key=record.key, user_id="user-8"))
             with pytest.raises(PermissionDenied):
-                await uow.idempotency.put(world.idempotency(world.b.id))
+                await uow.idempotency.reserve(world.reservation(world.b.id))
         async with world.gateway.unit_of_work() as uow:
             with pytest.raises(PermissionDenied):
                 await uow.idempotency.get(record.key, "user-7")

@@ -24,6 +24,7 @@ from crm_domain.entities import (
     DomainEvent,
     EmailCampaign,
     IdempotencyRecord,
+    IdempotencyState,
     IpRule,
     Location,
     Membership,
@@ -78,7 +79,24 @@ async def add_entity(uow: UnitOfWork, entity: Any) -> None:
     elif isinstance(entity, DomainEvent):
         await uow.outbox.add(entity)
     elif isinstance(entity, IdempotencyRecord):
-        await uow.idempotency.put(entity)
+        # Stored the only way the port allows: reserved, then completed if it has an answer.
+        reservation = attrs.evolve(
+            entity,
+            state=IdempotencyState.PENDING,
+            status_code=None,
+            response_body=None,
+            completed_at=None,
+        )
+        await uow.idempotency.reserve(reservation)
+        if not entity.pending:
+            assert entity.status_code is not None and entity.response_body is not None
+            assert entity.completed_at is not None
+            await uow.idempotency.complete(
+                reservation,
+                status_code=entity.status_code,
+                response_body=entity.response_body,
+                completed_at=entity.completed_at,
+            )
     elif isinstance(entity, WebhookReceipt):
         await uow.webhook_receipts.record(entity)
     else:
@@ -315,18 +333,31 @@ class World:
         return AutomationRule(**fields)
 
     def idempotency(self, tenant_id: str, **overrides: Any) -> IdempotencyRecord:
-        """A stored 201 answer."""
+        """A stored 201 answer (see :meth:`reservation` for a pending one)."""
         fields: dict[str, Any] = {
             "tenant_id": tenant_id,
             "key": f"key-{self.serial()}",
             "user_id": "user-1",
             "request_fingerprint": "f" * 64,
+            "state": IdempotencyState.COMPLETED,
             "status_code": 201,
             "response_body": '{"id": "x"}',
             "created_at": self.now,
+            "completed_at": self.now,
         }
         fields.update(overrides)
         return IdempotencyRecord(**fields)
+
+    def reservation(self, tenant_id: str, **overrides: Any) -> IdempotencyRecord:
+        """A pending ``Idempotency-Key`` reservation (no answer yet)."""
+        fields: dict[str, Any] = {
+            "state": IdempotencyState.PENDING,
+            "status_code": None,
+            "response_body": None,
+            "completed_at": None,
+        }
+        fields.update(overrides)
+        return self.idempotency(tenant_id, **fields)
 
     def audit(self, tenant_id: str | None, **overrides: Any) -> AuditEntry:
         """A successful READ of a contact."""
