@@ -61,6 +61,18 @@ class Unauthenticated(Exception):
         self.detail = detail
 
 
+class InProgress(Conflict):
+    """A 409 the client should simply retry later: answered with ``Retry-After``.
+
+    E.g. an ``Idempotency-Key`` whose first request has not finished (or died
+    before storing its answer).
+    """
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class UnsupportedMediaType(Exception):
     """A body that is not JSON (415)."""
 
@@ -98,6 +110,9 @@ def problem_for(exc: BaseException) -> tuple[Problem, dict[str, str]]:
         return problem(404, exc.detail, field=exc.field), headers
     if isinstance(exc, ValidationError):
         return problem(422, exc.detail, field=exc.field), headers
+    if isinstance(exc, InProgress):
+        headers["Retry-After"] = str(exc.retry_after)
+        return problem(409, exc.detail), headers
     if isinstance(exc, Conflict):
         return problem(409, exc.detail), headers
     if isinstance(exc, Unavailable):
@@ -172,6 +187,7 @@ def exception_handlers() -> ExceptionHandlersMap:
 
 __all__ = [
     "PROBLEM_JSON",
+    "InProgress",
     "Problem",
     "Unauthenticated",
     "UnsupportedMediaType",

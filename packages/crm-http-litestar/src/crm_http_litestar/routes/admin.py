@@ -23,7 +23,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from crm_http_litestar.pipeline import RequestState
-from crm_http_litestar.routes._common import before_service, idempotent
+from crm_http_litestar.routes._common import IDEMPOTENCY_NOTE, before_service, idempotent
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
     LIST_ERRORS,
@@ -89,7 +89,8 @@ async def list_locations(
     opt={"permission": "locations:create"},
     summary="Open a location",
     description=permission_doc(
-        "locations:create", "Nobody can reach it over HTTP until an IP rule is added there."
+        "locations:create",
+        f"Nobody can reach it over HTTP until an IP rule is added there. {IDEMPOTENCY_NOTE}",
     ),
     responses=responses(*WRITE_ERRORS),
     status_code=201,
@@ -210,7 +211,8 @@ async def list_users(
     opt={"permission": "users:create"},
     summary="Give someone a role here",
     description=permission_doc(
-        "users:create", "Creates the user if new; an existing membership is updated."
+        "users:create",
+        f"Creates the user if new; an existing membership is updated. {IDEMPOTENCY_NOTE}",
     ),
     responses=responses(*WRITE_ERRORS),
     status_code=201,
@@ -303,7 +305,9 @@ async def list_ip_rules(
     "/ip-rules",
     opt={"permission": "ip_rules:create"},
     summary="Allow a network",
-    description=permission_doc("ip_rules:create", "IPv4 or IPv6 CIDR; host bits set is a 422."),
+    description=permission_doc(
+        "ip_rules:create", f"IPv4 or IPv6 CIDR; host bits set is a 422. {IDEMPOTENCY_NOTE}"
+    ),
     responses=responses(*WRITE_ERRORS),
     status_code=201,
 )

@@ -13,7 +13,12 @@ from crm_domain.services import CancelBooking, CreateBooking, RescheduleBooking
 from litestar import Request, Response, Router, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
+from crm_http_litestar.routes._common import (
+    IDEMPOTENCY_NOTE,
+    before_service,
+    idempotent,
+    refuse_other_location,
+)
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
     FOREIGN_FILTER_NOTE,
@@ -76,7 +81,8 @@ async def list_bookings(
     description=permission_doc(
         "bookings:create",
         "Overlapping open bookings of the same service are a 409. A `contact_id` unknown"
-        " here (also another location's) is a 404 naming the field; nothing is stored.",
+        " here (also another location's) is a 404 naming the field; nothing is stored."
+        f" {IDEMPOTENCY_NOTE}",
     ),
     responses=responses(*WRITE_WITH_REFERENCES_ERRORS),
     status_code=201,

@@ -11,7 +11,12 @@ from crm_domain.services import UNSET, AddTouchpoint, CreateContact, UpdateConta
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
+from crm_http_litestar.routes._common import (
+    IDEMPOTENCY_NOTE,
+    before_service,
+    idempotent,
+    refuse_other_location,
+)
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
     LIST_ERRORS,
@@ -90,9 +95,7 @@ async def list_contacts(
     "/",
     opt={"permission": "contacts:create"},
     summary="Create a contact",
-    description=permission_doc(
-        "contacts:create", "Send `Idempotency-Key` to make retries safe (201 once, then replays)."
-    ),
+    description=permission_doc("contacts:create", IDEMPOTENCY_NOTE),
     responses=responses(*WRITE_ERRORS),
     status_code=201,
 )
@@ -240,7 +243,7 @@ async def list_touchpoints(
     description=permission_doc(
         "contacts:update",
         "An unknown contact, or a `campaign_id` unknown here (also another location's), is a"
-        " 404 (the latter naming the field); nothing is stored.",
+        f" 404 (the latter naming the field); nothing is stored. {IDEMPOTENCY_NOTE}",
     ),
     responses=responses(*READ_ONE_ERRORS, *WRITE_ERRORS),
     status_code=201,

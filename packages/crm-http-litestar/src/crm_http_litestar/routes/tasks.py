@@ -11,7 +11,12 @@ from crm_domain.services import UNSET, CreateTask, UpdateTask
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from crm_http_litestar.routes._common import before_service, idempotent, refuse_other_location
+from crm_http_litestar.routes._common import (
+    IDEMPOTENCY_NOTE,
+    before_service,
+    idempotent,
+    refuse_other_location,
+)
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import (
     FOREIGN_FILTER_NOTE,
@@ -78,9 +83,7 @@ async def list_tasks(
     "/",
     opt={"permission": "tasks:create"},
     summary="Create a task",
-    description=permission_doc(
-        "tasks:create", f"`Idempotency-Key` makes retries safe. {_REFERENCES_NOTE}"
-    ),
+    description=permission_doc("tasks:create", f"{_REFERENCES_NOTE} {IDEMPOTENCY_NOTE}"),
     responses=responses(*WRITE_WITH_REFERENCES_ERRORS),
     status_code=201,
 )
