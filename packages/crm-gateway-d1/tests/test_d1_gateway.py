@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import attrs
 import pytest
 from crm_domain.audit_chain import verify_chain
-from crm_domain.entities import OutboxStatus
+from crm_domain.entities import IdempotencyState, OutboxStatus
 from crm_domain.errors import Conflict, Unavailable, ValidationError
 from crm_domain.plugins import load_gateway
 from crm_domain.queries import ContactQuery
 from crm_domain.testing import World
 from crm_gateway_sql import mapping, schema
 
-from crm_gateway_d1.client import MAX_PARAMS, D1Client
+from crm_gateway_d1.client import MAX_PARAMS, D1Client, D1Statement
 from crm_gateway_d1.gateway import D1Gateway, create_gateway, parse_url
 from crm_gateway_d1.local import LocalD1
 from crm_gateway_d1.migrations import current_revision, upgrade
 from crm_gateway_d1.sql import chunked_insert
+
+from .conftest import drop_statements
 
 pytestmark = [pytest.mark.d1, pytest.mark.anyio]
 
@@ -289,3 +292,43 @@ async def test_idempotency_compare_and_set_is_rechecked_in_the_batch(
         stored = await uow.idempotency.get("cas", "user-1")
     assert stored is not None
     assert (stored.request_fingerprint, stored.response_body) == ("c" * 64, '{"id": "1"}')
+
+
+async def test_revision_0002_replays_on_d1_with_stored_answers(d1_gateway: D1Gateway) -> None:
+    """Upgrading a D1 at 0001 rebuilds ``idempotency_keys`` and keeps old answers as answers."""
+    client = d1_gateway.client
+    await client.batch(drop_statements())
+    await upgrade(client, "0001_baseline")
+    created = datetime(2026, 11, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    await client.batch(
+        [
+            D1Statement(
+                "INSERT INTO locations (id, name, code, timezone, settings, is_active, created_at)"
+                " SELECT 'loc-1', 'Sydney', 'sydney', 'Australia/Sydney', '{}', 1, 0",
+            ),
+            D1Statement(
+                "INSERT INTO idempotency_keys (tenant_id, user_id, key, request_fingerprint,"
+                " status_code, response_body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    "loc-1",
+                    "user-1",
+                    "old-key",
+                    "a" * 64,
+                    201,
+                    '{"id": "c-1"}',
+                    (created - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1),
+                ),
+            ),
+        ]
+    )
+    assert await upgrade(client) > 0
+    assert await current_revision(client) == "0002_idempotency_reservations"
+    async with d1_gateway.unit_of_work("loc-1") as uow:
+        old = await uow.idempotency.get("old-key", "user-1")
+    assert old is not None
+    assert (old.state, old.status_code, old.response_body) == (
+        IdempotencyState.COMPLETED,
+        201,
+        '{"id": "c-1"}',
+    )
+    assert old.created_at == old.completed_at == created
