@@ -305,6 +305,12 @@ class ContactService:
                 call.detail = "warmness: no AI provider"
                 return contact
             now = base.clock.now()
+            # Ask the provider before the first write: a remote model can take
+            # seconds, and a unit of work that has written holds the store's
+            # write lock (SQLite: the whole file) until it ends.  A duplicate
+            # event then costs one wasted call instead of stalling every writer.
+            profile = await load_lead_profile(call.uow, contact)
+            assessment = await self._ai.analyze_warmness(profile, now)
             if event_id is not None:
                 receipt = WebhookReceipt(
                     source=WARMNESS_RECEIPTS,
@@ -315,8 +321,6 @@ class ContactService:
                 if not await call.uow.webhook_receipts.record(receipt):
                     call.detail = "warmness: event already processed"
                     return contact
-            profile = await load_lead_profile(call.uow, contact)
-            assessment = await self._ai.analyze_warmness(profile, now)
             call.detail = f"warmness rescored by {assessment.provider}"
             if (contact.warmness, contact.warmness_reasons) == (
                 assessment.score,
