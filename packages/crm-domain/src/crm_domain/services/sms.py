@@ -23,6 +23,7 @@ from crm_domain.entities import (
     SmsMessage,
     SmsStatus,
     Task,
+    TaskPriority,
     Touchpoint,
     TouchpointKind,
     WebhookReceipt,
@@ -134,19 +135,6 @@ class SmsService:
             now = base.clock.now()
             if provider_message_id is not None:
                 stored = await self._stored(uow, provider, provider_message_id)
-                if stored is None:
-                    # The receipt's key makes two concurrent deliveries collide in the store
-                    # (one commits, the other fails and is retried), not both act.
-                    receipt = WebhookReceipt(
-                        source=f"sms:{provider}"[:50],
-                        event_id=provider_message_id,
-                        tenant_id=ctx.tenant_id,
-                        received_at=now,
-                    )
-                    if not await uow.webhook_receipts.record(receipt):
-                        stored = await self._stored(uow, provider, provider_message_id)
-                        if stored is None:
-                            raise Conflict("this SMS is already being processed")
                 if stored is not None:
                     call.resource_id = stored.id
                     call.detail = "duplicate delivery"
@@ -160,7 +148,31 @@ class SmsService:
                 has_upcoming_booking=booking is not None,
                 booking_starts_at=None if booking is None else booking.starts_at,
             )
+            # Every AI call comes before the first write: a remote model can take
+            # seconds, and a unit of work that has written holds the store's write
+            # lock (SQLite: the whole file) until it ends.
             understood = await self._understand(body, context)
+            priority: TaskPriority | None = None
+            if _needs_reception(understood, booking):
+                profile = None if contact is None else await load_lead_profile(uow, contact)
+                title = _reception_title(understood, context, contact)
+                priority = await suggest_priority(self._ai, title, profile)
+            if provider_message_id is not None:
+                # The receipt's key makes two concurrent deliveries collide in the store
+                # (one commits, the other fails and is retried), not both act.
+                receipt = WebhookReceipt(
+                    source=f"sms:{provider}"[:50],
+                    event_id=provider_message_id,
+                    tenant_id=ctx.tenant_id,
+                    received_at=now,
+                )
+                if not await uow.webhook_receipts.record(receipt):
+                    stored = await self._stored(uow, provider, provider_message_id)
+                    if stored is None:
+                        raise Conflict("this SMS is already being processed")
+                    call.resource_id = stored.id
+                    call.detail = "duplicate delivery"
+                    return stored
             message = SmsMessage(
                 id=base.ids.new_id(),
                 tenant_id=ctx.tenant_id,
@@ -180,7 +192,9 @@ class SmsService:
             call.resource_id = message.id
             await uow.sms.add(message)
             await call.emit(EventName.SMS_RECEIVED, "sms", message.id, _facts(message))
-            outcome = await self._act(call, message, contact, booking, understood, context, now)
+            outcome = await self._act(
+                call, message, contact, booking, understood, context, now, priority
+            )
             call.detail = f"intent {understood.intent.value}: {outcome}"
             if contact is not None:
                 await self._add_touchpoint(call, contact, message, now)
@@ -321,8 +335,13 @@ class SmsService:
         understood: SmsIntentResult,
         context: SmsContext,
         now: datetime,
+        priority: TaskPriority | None,
     ) -> str:
-        """Do what the reply asks; return a PHI-free note for the audit entry."""
+        """Do what the reply asks; return a PHI-free note for the audit entry.
+
+        ``priority`` is the reception task's, worked out before any write
+        (``None`` when :func:`_needs_reception` said no task is needed).
+        """
         intent = understood.intent
         if intent is SmsIntent.OPT_OUT:
             if contact is None:
@@ -356,7 +375,9 @@ class SmsService:
                 EventName.BOOKING_CANCELLED, "booking", changed.id, _booking_facts(changed)
             )
             return f"booking {changed.id} cancelled"
-        task = await self._reception_task(call, message, contact, booking, understood, context)
+        task = await self._reception_task(
+            call, message, contact, booking, understood, context, priority or TaskPriority.NORMAL
+        )
         return f"task {task.id} for reception"
 
     async def _reception_task(
@@ -367,21 +388,16 @@ class SmsService:
         booking: Booking | None,
         understood: SmsIntentResult,
         context: SmsContext,
+        priority: TaskPriority,
     ) -> Task:
         base = self._base
-        title = _TASK_TITLES.get(understood.intent, "SMS reply to read")
-        if understood.proposed_time is not None:
-            local = understood.proposed_time.astimezone(ZoneInfo(context.timezone))
-            title = f"{title}: proposes {local:%a %d %b %H:%M}"
-        if contact is None:
-            title = f"{title} (unknown number)"
+        title = _reception_title(understood, context, contact)
         lines = [f"From {message.from_number}: {message.body}"]
         if understood.proposed_time is not None:
             lines.append(f"Proposed time: {understood.proposed_time.isoformat()}")
         if booking is not None:
             lines.append(f"Booking {booking.id} ({booking.service_type}) at {booking.starts_at}")
         lines.append(f"Intent {understood.intent.value} ({understood.confidence:.2f})")
-        profile = None if contact is None else await load_lead_profile(call.uow, contact)
         now = base.clock.now()
         task = Task(
             id=base.ids.new_id(),
@@ -390,7 +406,7 @@ class SmsService:
             description="\n".join(lines),
             contact_id=message.contact_id,
             booking_id=message.booking_id,
-            priority=await suggest_priority(self._ai, title, profile),
+            priority=priority,
             created_at=now,
             updated_at=now,
         )
@@ -428,6 +444,26 @@ class SmsService:
                 "channel": touchpoint.channel.value,
             },
         )
+
+
+def _needs_reception(understood: SmsIntentResult, booking: Booking | None) -> bool:
+    """Whether :meth:`SmsService._act` will hand the reply to reception as a task."""
+    intent = understood.intent
+    if intent is SmsIntent.OPT_OUT:
+        return False
+    return not (intent in (SmsIntent.CONFIRM, SmsIntent.CANCEL) and booking is not None)
+
+
+def _reception_title(
+    understood: SmsIntentResult, context: SmsContext, contact: Contact | None
+) -> str:
+    title = _TASK_TITLES.get(understood.intent, "SMS reply to read")
+    if understood.proposed_time is not None:
+        local = understood.proposed_time.astimezone(ZoneInfo(context.timezone))
+        title = f"{title}: proposes {local:%a %d %b %H:%M}"
+    if contact is None:
+        title = f"{title} (unknown number)"
+    return title
 
 
 __all__ = ["CANCELLED_BY_SMS", "SmsService"]
