@@ -33,7 +33,7 @@ and its release cost ≈ 1.2 ms through SQLAlchemy's async layer against
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,6 +58,33 @@ _SETUP_NO_ROLE = sa.text(
     "SELECT set_config('crm.tenant_id', :tenant, true), set_config('crm.scope', :scope, true)"
 )
 _CHAIN_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('crm.audit:' || $1::text, 0))"
+
+
+@contextlib.contextmanager
+def _translated(statement: Statement | None = None) -> Iterator[None]:
+    """Driver failures as domain errors (asyncpg raises its own when called directly)."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise from_postgres(exc, statement) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("asyncpg"):
+            raise from_postgres(exc, statement) from exc
+        raise
+
+
+@contextlib.asynccontextmanager
+async def _savepoint(driver: Any) -> AsyncIterator[None]:
+    """All or nothing on the driver, leaving the transaction usable after a refusal."""
+    await driver.execute("SAVEPOINT crm_write")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await driver.execute("ROLLBACK TO SAVEPOINT crm_write")
+            await driver.execute("RELEASE SAVEPOINT crm_write")
+        raise
+    await driver.execute("RELEASE SAVEPOINT crm_write")
 
 
 class PostgresDatabase:
@@ -161,26 +188,11 @@ class PostgresSession:
         sql = compiled.sql
         args = compiled.positional_params(statement.params)
         run = driver.fetch if rows else driver.execute
-        try:
+        with _translated(statement):
             if not statement.write:
                 return await run(sql, *args)
-            await driver.execute("SAVEPOINT crm_write")
-            try:
-                result = await run(sql, *args)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await driver.execute("ROLLBACK TO SAVEPOINT crm_write")
-                    await driver.execute("RELEASE SAVEPOINT crm_write")
-                raise
-            await driver.execute("RELEASE SAVEPOINT crm_write")
-            return result
-        except DRIVER_ERRORS as exc:
-            raise from_postgres(exc, statement) from exc
-        except Exception as exc:
-            # asyncpg raises its own exceptions when called directly.
-            if type(exc).__module__.startswith("asyncpg"):
-                raise from_postgres(exc, statement) from exc
-            raise
+            async with _savepoint(driver):
+                return await run(sql, *args)
 
     async def fetch(self, statement: Statement) -> list[Row]:
         """Run a statement and return its rows as dicts."""
@@ -211,23 +223,9 @@ class PostgresSession:
         compiled = self._db.compiled(statement, rows[0])
         sql = compiled.sql
         records = [compiled.positional_params(row) for row in rows]
-        try:
-            await driver.execute("SAVEPOINT crm_write")
-            try:
+        with _translated(statement):
+            async with _savepoint(driver):
                 await driver.executemany(sql, records)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await driver.execute("ROLLBACK TO SAVEPOINT crm_write")
-                    await driver.execute("RELEASE SAVEPOINT crm_write")
-                raise
-            await driver.execute("RELEASE SAVEPOINT crm_write")
-        except DRIVER_ERRORS as exc:
-            raise from_postgres(exc, statement) from exc
-        except Exception as exc:
-            # asyncpg raises its own exceptions when called directly.
-            if type(exc).__module__.startswith("asyncpg"):
-                raise from_postgres(exc, statement) from exc
-            raise
 
     async def bulk_insert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """``COPY`` the rows into a temporary table, then one ``INSERT … SELECT``.
@@ -240,14 +238,13 @@ class PostgresSession:
         """
         if not rows:
             return
-        conn = await self._connection()
+        await self._connection()
+        driver = self._driver
         columns = [c.name for c in table.columns]
         temp = f"crm_import_{table.name}"
         statement = Statement(("insert", table.name), table.insert(), {}, True)
-        try:
-            async with conn.begin_nested():
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
+        with _translated(statement):
+            async with _savepoint(driver):
                 await driver.execute(
                     f"CREATE TEMPORARY TABLE IF NOT EXISTS {temp} "
                     f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -260,13 +257,6 @@ class PostgresSession:
                 await driver.execute(
                     f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp}"  # noqa: S608
                 )
-        except DRIVER_ERRORS as exc:
-            raise from_postgres(exc, statement) from exc
-        except Exception as exc:
-            # asyncpg raises its own exceptions when called directly.
-            if type(exc).__module__.startswith("asyncpg"):
-                raise from_postgres(exc, statement) from exc
-            raise
 
     async def savepoint(self, name: str) -> None:
         """Start a savepoint."""
@@ -284,14 +274,8 @@ class PostgresSession:
     async def lock_audit_chain(self, chain: str) -> None:
         """``pg_advisory_xact_lock`` on the chain until the transaction ends."""
         await self._connection()
-        try:
+        with _translated():
             await self._driver.execute(_CHAIN_LOCK_SQL, chain)
-        except DRIVER_ERRORS as exc:
-            raise from_postgres(exc) from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("asyncpg"):
-                raise from_postgres(exc) from exc
-            raise
 
     async def audit_head(self, tenant_id: str | None) -> AuditEntry | None:
         """The chain's last entry, read under the chain's advisory lock.

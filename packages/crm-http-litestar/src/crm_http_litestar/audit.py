@@ -1,7 +1,8 @@
 """Group commit for the read audit: many requests' entries, one transaction.
 
-A durable commit per audit row costs ≈ 60 µs on SQLite WAL and ≈ 2.5 ms on
-PostgreSQL, against 17–40 µs per row when batched.  Every read of PHI needs its
+A durable commit per audit row costs ≈ 0.5 ms on SQLite (WAL with
+``synchronous=FULL``) and ≈ 2 ms on PostgreSQL on this project's machines,
+against ≈ 45–90 µs per row when batched (BENCHMARKS.md).  Every read of PHI needs its
 entry durable *before* the data leaves, so each request waits for its flush —
 but concurrent requests share it: entries queue up while a flush is running
 and go together in the next one (``uow.audit.append_many``).
