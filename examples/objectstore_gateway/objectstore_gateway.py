@@ -68,7 +68,7 @@ from crm_domain.entities import (
 )
 from crm_domain.entities.session import require_held, require_reservation
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationError
-from crm_domain.memory import TABLES, Table, compute_metric
+from crm_domain.metrics import compute_metric
 from crm_domain.pagination import Page, page_from_rows
 from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.queries import (
@@ -88,6 +88,7 @@ from crm_domain.queries import (
     UserQuery,
     matches,
 )
+from crm_domain.relations import TABLES, Table
 from objectstore import InMemoryObjectStore, ObjectStore, Version, VersionMismatch
 
 E = TypeVar("E")

@@ -78,10 +78,7 @@ from crm_domain.entities import (
 )
 from crm_domain.entities.session import require_held, require_reservation
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationError
-from crm_domain.memory import TABLES as RULES
-from crm_domain.memory import Table as Rules
-from crm_domain.memory import compute_metric
-from crm_domain.memory.analytics import allowed_dimensions
+from crm_domain.metrics import allowed_dimensions, compute_metric
 from crm_domain.pagination import Page, page_from_rows
 from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.queries import (
@@ -101,6 +98,8 @@ from crm_domain.queries import (
     UserQuery,
     matches,
 )
+from crm_domain.relations import TABLES as RULES
+from crm_domain.relations import Table as Rules
 from crm_gateway_sql import analytics as sql_analytics
 from crm_gateway_sql import mapping, schema
 from crm_gateway_sql import statements as st

@@ -3,7 +3,7 @@
 The database does the selective part — the location, the time range, the
 status or direction — through the ``(tenant_id, <time column>)`` indexes, and
 returns one narrow tuple per record.  Day/week/month buckets are then computed
-in Python with :func:`crm_domain.memory.analytics.bucket`, because they are
+in Python with :func:`crm_domain.metrics.bucket`, because they are
 taken in the location's timezone and SQLite (and D1) have no timezone
 database; doing it once in Python keeps every engine's numbers identical to
 the reference semantics.
@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from crm_domain.entities import BookingStatus, SmsDirection, TaskStatus
 from crm_domain.errors import ValidationError
-from crm_domain.memory.analytics import allowed_dimensions, bucket
+from crm_domain.metrics import allowed_dimensions, bucket
 from crm_domain.ports.analytics import Dimension, Metric, MetricQuery, MetricRow
 
 from crm_gateway_sql import schema

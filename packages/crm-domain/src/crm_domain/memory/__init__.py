@@ -2,8 +2,8 @@
 
 * :class:`InMemoryGateway` — the reference :class:`~crm_domain.ports.gateway.DatabaseGateway`
   (``CRM_DATABASE_URL=memory://``); its module docstring states the semantics
-  every gateway shares, and :mod:`crm_domain.memory._schema` the keys and
-  foreign keys it enforces;
+  every gateway shares; the keys and foreign keys every gateway enforces are
+  :mod:`crm_domain.relations`, and the report metrics :mod:`crm_domain.metrics`;
 * :class:`InMemoryQueue`, :class:`RecordingMailer`, :class:`RecordingSmsSender`
   — record what they are given, and can be told to fail;
 * :class:`RuleOfThumbAI` — a tiny deterministic AI provider (``crm-ai`` holds the real ones).
@@ -12,10 +12,8 @@ Clocks and id factories live in :mod:`crm_domain.clock` (``FixedClock``,
 ``UlidFactory``).
 """
 
-from crm_domain.memory._schema import TABLES, ForeignKey, Table, Unique
 from crm_domain.memory.adapters import InMemoryQueue, RecordingMailer, RecordingSmsSender
 from crm_domain.memory.ai import RuleOfThumbAI
-from crm_domain.memory.analytics import compute_metric
 from crm_domain.memory.gateway import (
     CHAIN_LOCK_TIMEOUT,
     InMemoryGateway,
@@ -25,16 +23,11 @@ from crm_domain.memory.gateway import (
 
 __all__ = [
     "CHAIN_LOCK_TIMEOUT",
-    "TABLES",
-    "ForeignKey",
     "InMemoryGateway",
     "InMemoryQueue",
     "InMemoryUnitOfWork",
     "RecordingMailer",
     "RecordingSmsSender",
     "RuleOfThumbAI",
-    "Table",
-    "Unique",
-    "compute_metric",
     "create_gateway",
 ]

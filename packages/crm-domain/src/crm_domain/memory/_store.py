@@ -19,7 +19,7 @@ import attrs
 
 from crm_domain.entities import AuditEntry
 from crm_domain.errors import Conflict, NotFound, Unavailable, ValidationError
-from crm_domain.memory._schema import TABLES, Table, referencing
+from crm_domain.relations import TABLES, Table, referencing
 
 
 class _Deleted:

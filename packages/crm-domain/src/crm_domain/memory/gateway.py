@@ -19,7 +19,7 @@ with no location); ``claim``/``complete``/``fail``/``list_status`` are the
 consumer's and need an unbound unit of work.
 
 **Keys.** ``add`` raises ``Conflict`` on a duplicate id or unique key (see
-:mod:`crm_domain.memory._schema` for the list, and for what deleting a
+:mod:`crm_domain.relations` for the list, and for what deleting a
 referenced row does); a reference to a missing row raises ``ValidationError``
 naming the column.
 
@@ -73,9 +73,8 @@ from crm_domain.entities import (
 )
 from crm_domain.entities.session import require_held, require_reservation
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationError
-from crm_domain.memory._schema import TABLES
 from crm_domain.memory._store import Store, Tx
-from crm_domain.memory.analytics import compute_metric
+from crm_domain.metrics import compute_metric
 from crm_domain.pagination import Page, page_from_rows
 from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
@@ -96,6 +95,7 @@ from crm_domain.queries import (
     UserQuery,
     matches,
 )
+from crm_domain.relations import TABLES
 
 E = TypeVar("E")
 Q = TypeVar("Q", bound=ListQuery)
@@ -419,7 +419,7 @@ class _Analytics:
         self._uow = uow
 
     async def metric(self, query: MetricQuery) -> Sequence[MetricRow]:
-        """Compute ``query`` over the bound location (see :mod:`crm_domain.memory.analytics`)."""
+        """Compute ``query`` over the bound location (see :mod:`crm_domain.metrics`)."""
         tenant = self._uow._require_tenant()
         tx = self._uow._active_tx()
 

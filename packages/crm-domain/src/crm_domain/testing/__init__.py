@@ -43,7 +43,7 @@ What it checks, for every repository:
   ``add_many`` is all or nothing;
 * keys — duplicate ids and unique keys raise ``Conflict``; missing
   references raise ``ValidationError`` naming the column; the delete rules of
-  :mod:`crm_domain.memory._schema` (cascade, set null, restrict);
+  :mod:`crm_domain.relations` (cascade, set null, restrict);
 * outbox — oldest event first, leases, lapsed leases reclaimed, complete,
   retry, dead letter, concurrent consumers never share a message;
 * audit — no update or delete on the port, sequences and hashes per chain

@@ -293,7 +293,7 @@ class ConstraintConformance(GatewayKit):
 
 
 class DeleteRulesConformance(GatewayKit):
-    """What deleting a referenced row does (see ``crm_domain.memory._schema``)."""
+    """What deleting a referenced row does (see ``crm_domain.relations``)."""
 
     async def test_deleting_a_contact_cascades_and_clears_references(self, world: World) -> None:
         a = world.a.id
