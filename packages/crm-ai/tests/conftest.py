@@ -1,4 +1,5 @@
-"""Fixtures for crm-ai: a loopback-only network guard and a scriptable model server.
+"""Fixtures for crm-ai: a scriptable model server (the loopback-only network guard is the
+root ``conftest.py``'s, for the whole suite).
 
 The model server is a real HTTP server on 127.0.0.1 (``http.server`` in a
 thread).  Tests queue the answers it gives — a status, headers, a body and an
@@ -8,9 +9,7 @@ exercised over real sockets with each provider's wire format.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -19,60 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-
-def _is_loopback(host: object) -> bool:
-    if host is None:
-        return True
-    if isinstance(host, bytes):
-        host = host.decode()
-    if not isinstance(host, str):
-        return False
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _loopback_only() -> Iterator[None]:
-    """Fail any connection or name lookup that is not loopback (no real network)."""
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-    real_getaddrinfo = socket.getaddrinfo
-
-    def check(sock: socket.socket, address: Any) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
-            raise ConnectionRefusedError(f"network access blocked in tests: {address!r}")
-
-    def connect(self: socket.socket, address: Any) -> None:
-        check(self, address)
-        real_connect(self, address)
-
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        check(self, address)
-        return real_connect_ex(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _is_loopback(host):
-            raise socket.gaierror(f"name lookup blocked in tests: {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    # Patched on the stdlib socket type for the whole session, so that no test (and
-    # no library a test calls) can reach a real host.
-    socket.socket.connect = connect
-    socket.socket.connect_ex = connect_ex
-    socket.getaddrinfo = getaddrinfo
-    try:
-        yield
-    finally:
-        socket.socket.connect = real_connect
-        socket.socket.connect_ex = real_connect_ex
-        socket.getaddrinfo = real_getaddrinfo
 
 
 class Reply:
