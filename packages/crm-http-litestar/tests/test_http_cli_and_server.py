@@ -143,7 +143,7 @@ def test_admin_commands_token_and_audit_verify(tmp_path: Path) -> None:
             db.execute(f'DROP TRIGGER "{name}"')
         changed = db.execute(
             "UPDATE hipaa_audit_log SET detail = 'edited' WHERE id = "
-            "(SELECT id FROM hipaa_audit_log WHERE resource_type = 'ip_rules' LIMIT 1)"
+            "(SELECT id FROM hipaa_audit_log WHERE resource_type = 'ip_rule' LIMIT 1)"
         ).rowcount
     assert changed == 1
     tampered = crm(tmp_path, "audit", "verify")

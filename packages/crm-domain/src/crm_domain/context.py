@@ -39,13 +39,28 @@ class Context:
     request_path: str | None = None
 
     @classmethod
-    def system(cls, tenant_id: str, *, request_id: str | None = None) -> Context:
-        """A context for background work (automations, outbox consumers): acts as admin."""
+    def system(
+        cls,
+        tenant_id: str,
+        *,
+        request_id: str | None = None,
+        request_method: str | None = None,
+        request_path: str | None = None,
+    ) -> Context:
+        """A context for work no signed-in user asked for: acts as admin, ``user_id`` None.
+
+        Background work (automations, outbox consumers) passes only the location;
+        an operator at the CLI also passes ``request_method="CLI"`` and the
+        command as ``request_path`` (e.g. ``"crm user add"``), so the audit
+        entry says who acted — the operator, through which command.
+        """
         return cls(
             tenant_id=tenant_id,
             user_id=None,
             roles=frozenset({Role.ADMIN}),
             request_id=request_id,
+            request_method=request_method,
+            request_path=request_path,
         )
 
     @classmethod

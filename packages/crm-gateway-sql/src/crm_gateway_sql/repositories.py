@@ -406,7 +406,10 @@ class AuditRepository(_Base):
             else:
                 # All or nothing: execute_many is atomic on both engines.
                 await session.execute_many(st.insert_many(table), [to_row(e) for e in stored])
-        except Conflict:
+        except Conflict as exc:
+            if not exc.detail.startswith("already exists"):
+                # Not a taken key (a trigger or a check refused the row): say what refused it.
+                raise
             raise Conflict(_duplicate_message(stored)) from None
         session.audit_appended(stored[-1])
         return stored

@@ -11,17 +11,20 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import attrs
 import typer
 from crm_domain.audit_chain import ChainBreak, verify_chain
+from crm_domain.bootstrap import Services, bootstrap
 from crm_domain.clock import SystemClock, UlidFactory
-from crm_domain.entities import AuditEntry, IpRule, Location, Membership, Role, StaffUser
-from crm_domain.errors import Conflict, CrmError, NotFound, ValidationError
+from crm_domain.context import Context
+from crm_domain.entities import AuditEntry, IpRule, Location, Role
+from crm_domain.errors import CrmError, NotFound, PermissionDenied, ValidationError
 from crm_domain.plugins import load_gateway
 from crm_domain.ports.gateway import DatabaseGateway
 from crm_domain.queries import IpRuleQuery, LocationQuery
+from crm_domain.services.commands import AddUser, AllowIp, CreateLocation
 from crm_domain.values import parse_cidr, parse_email
 
 from crm_http_litestar.runtime import migrate
@@ -90,26 +93,28 @@ async def _gateway(settings: Settings) -> AsyncIterator[DatabaseGateway]:
         await gateway.close()
 
 
-async def _audit(gateway: DatabaseGateway, entry_args: dict[str, Any]) -> None:
-    """Administrative changes from the CLI are audited too (user ``None``: the operator)."""
-    entry = AuditEntry(
-        id=UlidFactory().new_id(),
-        occurred_at=SystemClock().now(),
+@contextlib.asynccontextmanager
+async def _services(settings: Settings) -> AsyncIterator[Services]:
+    """The same use-case services the server runs, on the configured store."""
+    async with _gateway(settings) as gateway:
+        yield bootstrap(gateway)
+
+
+def _operator(tenant_id: str, command: str) -> Context:
+    """The operator at the CLI: a system context, audited as ``CLI`` with the command."""
+    return Context.system(
+        tenant_id,
+        request_id=UlidFactory().new_id(),
         request_method="CLI",
-        ip_address=None,
-        **entry_args,
+        request_path=f"crm {command}",
     )
-    async with gateway.unit_of_work(entry.tenant_id) as uow:
-        await uow.audit.append(entry)
-        await uow.commit()
 
 
-async def _location(gateway: DatabaseGateway, code: str) -> Location:
-    async with gateway.unit_of_work(None) as uow:
-        try:
-            return await uow.locations.get_by_code(code)
-        except NotFound:
-            raise CliError(f"no location with code {code!r}") from None
+async def _location(services: Services, code: str) -> Location:
+    try:
+        return await services.access.find_location(code)
+    except NotFound:
+        raise CliError(f"no location with code {code!r}") from None
 
 
 # --------------------------------------------------------------------------- serve
@@ -216,7 +221,6 @@ def token(
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds (CRM_TOKEN_TTL).")] = None,
 ) -> None:
     """Print a session token for a user with an active membership at the location."""
-    from crm_http_litestar.access import AccessResolver, NoAccess
     from crm_http_litestar.sessions import SessionManager
     from crm_http_litestar.tokens import TokenCodec
 
@@ -226,16 +230,18 @@ def token(
         raise _fail("--ttl must be at least 1 second")
 
     async def body() -> str:
-        async with _gateway(settings) as gateway:
+        async with _services(settings) as services:
+            gateway = services.gateway
             async with gateway.unit_of_work(None) as uow:
                 try:
                     user = await uow.users.get_by_email(parse_email(email))
                 except NotFound:
                     raise CliError(f"no user {email!r}") from None
-            place = await _location(gateway, location)
+            place = await _location(services, location)
             try:
-                await AccessResolver(gateway, ttl_seconds=0).access(user.id, place.id)
-            except NoAccess:
+                # Active user, active location, active membership there.
+                await services.access.resolve_access(user.id, place.id)
+            except PermissionDenied:
                 raise CliError(
                     f"{email} has no active membership at {location} (or is deactivated)"
                 ) from None
@@ -277,27 +283,12 @@ def location_add(
     settings = _settings()
 
     async def body() -> Location:
-        async with _gateway(settings) as gateway:
-            place = Location(
-                id=UlidFactory().new_id(),
-                code=code,
-                name=name,
-                timezone=timezone,
-                created_at=SystemClock().now(),
+        async with _services(settings) as services:
+            # No location is the operator's yet: the new one's chain starts with its creation.
+            ctx = _operator("", "location add")
+            return await services.access.create_location(
+                ctx, CreateLocation(code=code, name=name, timezone=timezone)
             )
-            async with gateway.unit_of_work(None) as uow:
-                await uow.locations.add(place)
-                await uow.commit()
-            await _audit(
-                gateway,
-                {
-                    "tenant_id": place.id,
-                    "action": "CREATE",
-                    "resource_type": "locations",
-                    "resource_id": place.id,
-                },
-            )
-            return place
 
     place = _run(body)
     typer.echo(f"location {place.code} created (id {place.id}); add an IP rule with `crm ip allow`")
@@ -310,7 +301,7 @@ def user_add(
     role: Annotated[str, typer.Option(help="admin, doctor, receptionist or readonly.")],
     name: Annotated[str, typer.Option(help="Display name (new users).")] = "",
 ) -> None:
-    """Create a user, or add a membership to an existing one."""
+    """Create a user, or give an existing one a (new) role at the location."""
     settings = _settings()
     try:
         chosen = Role(role)
@@ -318,46 +309,13 @@ def user_add(
         raise _fail(f"role must be one of {', '.join(r.value for r in Role)}") from None
 
     async def body() -> str:
-        async with _gateway(settings) as gateway:
-            place = await _location(gateway, location)
-            now = SystemClock().now()
-            ids = UlidFactory()
-            async with gateway.unit_of_work(None) as uow:
-                normalised = parse_email(email)
-                created = False
-                try:
-                    user = await uow.users.get_by_email(normalised)
-                except NotFound:
-                    user = StaffUser(id=ids.new_id(), email=normalised, name=name, created_at=now)
-                    await uow.users.add(user)
-                    created = True
-                for held in await uow.memberships.for_user(user.id):
-                    if held.location_id == place.id:
-                        raise Conflict(
-                            f"{normalised} is already {held.role.value} at {location}"
-                            + ("" if held.is_active else " (inactive)")
-                        )
-                membership = Membership(
-                    id=ids.new_id(),
-                    user_id=user.id,
-                    location_id=place.id,
-                    role=chosen,
-                    created_at=now,
-                )
-                await uow.memberships.add(membership)
-                await uow.commit()
-            await _audit(
-                gateway,
-                {
-                    "tenant_id": place.id,
-                    "action": "CREATE",
-                    "resource_type": "users",
-                    "resource_id": user.id,
-                    "detail": f"membership {chosen.value}",
-                },
+        async with _services(settings) as services:
+            place = await _location(services, location)
+            member = await services.access.add_user(
+                _operator(place.id, "user add"),
+                AddUser(email=email, role=chosen, name=name),
             )
-            verb = "created" if created else "updated"
-            return f"user {normalised} {verb}: {chosen.value} at {location}"
+            return f"user {member.user.email} is {member.membership.role.value} at {location}"
 
     typer.echo(_run(body))
 
@@ -375,44 +333,25 @@ def ip_allow(
     settings = _settings()
 
     async def body() -> IpRule:
-        async with _gateway(settings) as gateway:
-            place = await _location(gateway, location)
-            rule = IpRule(
-                id=UlidFactory().new_id(),
-                tenant_id=place.id,
-                cidr=parse_cidr(cidr),
-                description=description,
-                created_at=SystemClock().now(),
-                created_by="crm cli",
+        async with _services(settings) as services:
+            place = await _location(services, location)
+            return await services.access.allow_ip(
+                _operator(place.id, "ip allow"), AllowIp(cidr=cidr, description=description)
             )
-            async with gateway.unit_of_work(place.id) as uow:
-                await uow.ip_rules.add(rule)
-                await uow.commit()
-            await _audit(
-                gateway,
-                {
-                    "tenant_id": place.id,
-                    "action": "CREATE",
-                    "resource_type": "ip_rules",
-                    "resource_id": rule.id,
-                },
-            )
-            return rule
 
     rule = _run(body)
     typer.echo(f"allowed {rule.cidr} at {location}")
 
 
-async def _rules(gateway: DatabaseGateway, tenant_id: str) -> list[IpRule]:
+async def _rules(services: Services, ctx: Context) -> list[IpRule]:
     rules: list[IpRule] = []
-    cursor: str | None = None
-    async with gateway.unit_of_work(tenant_id) as uow:
-        while True:
-            page = await uow.ip_rules.list(IpRuleQuery(limit=200, cursor=cursor))
-            rules.extend(page.items)
-            if page.next_cursor is None:
-                return rules
-            cursor = page.next_cursor
+    query = IpRuleQuery(limit=200)
+    while True:
+        page = await services.access.list_ip_rules(ctx, query)
+        rules.extend(page.items)
+        if page.next_cursor is None:
+            return rules
+        query = attrs.evolve(query, cursor=page.next_cursor)
 
 
 @ip_app.command("list")
@@ -421,9 +360,9 @@ def ip_list(location: Annotated[str, typer.Option(help="Location code.")]) -> No
     settings = _settings()
 
     async def body() -> list[IpRule]:
-        async with _gateway(settings) as gateway:
-            place = await _location(gateway, location)
-            return await _rules(gateway, place.id)
+        async with _services(settings) as services:
+            place = await _location(services, location)
+            return await _rules(services, _operator(place.id, "ip list"))
 
     rules = _run(body)
     if not rules:
@@ -441,29 +380,18 @@ def ip_remove(
     """Remove a network from a location's allowlist."""
     settings = _settings()
 
-    async def body() -> None:
-        wanted = parse_cidr(cidr)
-        async with _gateway(settings) as gateway:
-            place = await _location(gateway, location)
-            matching = [r for r in await _rules(gateway, place.id) if r.cidr == wanted]
-            if not matching:
-                raise CliError(f"{wanted} is not in the allowlist of {location}")
-            async with gateway.unit_of_work(place.id) as uow:
-                for rule in matching:
-                    await uow.ip_rules.delete(rule.id)
-                await uow.commit()
-            await _audit(
-                gateway,
-                {
-                    "tenant_id": place.id,
-                    "action": "DELETE",
-                    "resource_type": "ip_rules",
-                    "resource_id": matching[0].id,
-                },
-            )
+    async def body() -> str:
+        async with _services(settings) as services:
+            place = await _location(services, location)
+            try:
+                await services.access.remove_ip(_operator(place.id, "ip remove"), cidr)
+            except NotFound:
+                raise CliError(
+                    f"{parse_cidr(cidr)} is not in the allowlist of {location}"
+                ) from None
+        return parse_cidr(cidr)
 
-    _run(body)
-    typer.echo(f"removed {parse_cidr(cidr)} from {location}")
+    typer.echo(f"removed {_run(body)} from {location}")
 
 
 # --------------------------------------------------------------------------- audit

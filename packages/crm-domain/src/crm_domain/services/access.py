@@ -398,6 +398,20 @@ class AccessService:
 
     # -- the security pipeline's read path -------------------------------------------
 
+    async def find_location(self, location_code_or_id: str) -> Location:
+        """The location with this code (or id) — ``NotFound`` when there is none.
+
+        Like :meth:`resolve_access` this takes no :class:`Context`: entry points
+        call it to learn which location a request or an operator's command is
+        about before a context exists (a location's code, name and timezone are
+        not patient data, so the lookup is not audited).
+        """
+        async with self._base.gateway.unit_of_work(None) as uow:
+            location = await self._find_location(uow, location_code_or_id)
+        if location is None:
+            raise NotFound(f"no location with code {location_code_or_id!r}")
+        return location
+
     async def resolve_access(
         self, user_id: str, location_code_or_id: str
     ) -> tuple[Location, Membership]:
