@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from crm_ai import HeuristicProvider
+from crm_domain.bootstrap import bootstrap
+from crm_domain.context import Context
 from crm_domain.entities import (
     Booking,
     BookingStatus,
@@ -25,9 +27,7 @@ from crm_domain.entities import (
     Contact,
     ContactSource,
     ContactStatus,
-    IpRule,
     Location,
-    Membership,
     Role,
     SmsDirection,
     SmsIntent,
@@ -41,12 +41,12 @@ from crm_domain.entities import (
     TouchpointKind,
 )
 from crm_domain.errors import NotFound, Unavailable, ValidationError
-from crm_domain.policies import default_permissions
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
 from crm_domain.queries import ContactQuery
 from crm_domain.services import lead_profile
+from crm_domain.services.commands import AddUser, AllowIp, CreateLocation
 from crm_domain.values import parse_phone
 
 if TYPE_CHECKING:
@@ -258,68 +258,56 @@ async def seed_demo(
     def bump(name: str, n: int = 1) -> None:
         counts[name] = counts.get(name, 0) + n
 
+    # Locations, staff, grants and IP rules go through the same use cases as the
+    # admin API and the CLI (each audited as the demo seeder, with its events);
+    # the historical records below are one bulk write per location.
+    access = bootstrap(gateway, clock=clock, ids=ids).access
     locations: dict[str, Location] = {}
+    for spec in DEMO_LOCATIONS:
+        try:
+            locations[spec.code] = await access.find_location(spec.code)
+        except NotFound:
+            locations[spec.code] = await access.create_location(
+                _seeder(""),
+                CreateLocation(code=spec.code, name=spec.name, timezone=spec.timezone),
+            )
+            bump("locations")
     async with gateway.unit_of_work(None) as uow:
-        if not await uow.permissions.all():
-            for permission in default_permissions(clock, ids):
-                await uow.permissions.add(permission)
-        for spec in DEMO_LOCATIONS:
+        seeded_grants = bool(await uow.permissions.all())
+    if not seeded_grants:
+        await access.seed_permissions(_seeder(locations[DEMO_LOCATIONS[0].code].id))
+    for email, (name, roles) in DEMO_USERS.items():
+        async with gateway.unit_of_work(None) as uow:
             try:
-                locations[spec.code] = await uow.locations.get_by_code(spec.code)
+                user: StaffUser | None = await uow.users.get_by_email(email)
             except NotFound:
-                location = Location(
-                    id=ids.new_id(),
-                    code=spec.code,
-                    name=spec.name,
-                    timezone=spec.timezone,
-                    created_at=now,
-                )
-                await uow.locations.add(location)
-                locations[spec.code] = location
-                bump("locations")
-        for email, (name, roles) in DEMO_USERS.items():
-            try:
-                user = await uow.users.get_by_email(email)
-            except NotFound:
-                user = StaffUser(id=ids.new_id(), email=email, name=name, created_at=now)
-                await uow.users.add(user)
-                bump("users")
-            held = {m.location_id for m in await uow.memberships.for_user(user.id)}
-            for code, role in roles.items():
-                if locations[code].id in held:
-                    continue
-                await uow.memberships.add(
-                    Membership(
-                        id=ids.new_id(),
-                        user_id=user.id,
-                        location_id=locations[code].id,
-                        role=role,
-                        created_at=now,
-                    )
-                )
-                bump("memberships")
-        await uow.commit()
+                user = None
+            held = (
+                set()
+                if user is None
+                else {m.location_id for m in await uow.memberships.for_user(user.id)}
+            )
+        if user is None:
+            bump("users")
+        for code, role in roles.items():
+            if locations[code].id in held:
+                continue
+            await access.add_user(
+                _seeder(locations[code].id), AddUser(email=email, role=role, name=name)
+            )
+            bump("memberships")
 
     owner_id = await _user_id(gateway, "owner@avatar-imaging.example")
     for index, spec in enumerate(DEMO_LOCATIONS):
         location = locations[spec.code]
         async with gateway.unit_of_work(location.id) as uow:
             present = {r.cidr for r in await uow.ip_rules.active()}
-            for cidr in DEMO_CIDRS:
-                if cidr in present:
-                    continue
-                await uow.ip_rules.add(
-                    IpRule(
-                        id=ids.new_id(),
-                        tenant_id=location.id,
-                        cidr=cidr,
-                        description="demo: this machine",
-                        created_at=now,
-                        created_by="crm demo seed",
-                    )
+        for cidr in DEMO_CIDRS:
+            if cidr not in present:
+                await access.allow_ip(
+                    _seeder(location.id), AllowIp(cidr=cidr, description="demo: this machine")
                 )
                 bump("ip_rules")
-            await uow.commit()
         async with gateway.unit_of_work(location.id) as uow:
             has_contacts = await uow.contacts.count(ContactQuery(limit=1)) > 0
         if not has_contacts:
@@ -337,6 +325,11 @@ async def seed_demo(
             for name, n in made.items():
                 bump(name, n)
     return SeedReport(**counts)
+
+
+def _seeder(location_id: str) -> Context:
+    """The demo seeder's context: a system actor, audited as ``DEMO`` ``crm demo seed``."""
+    return Context.system(location_id, request_method="DEMO", request_path="crm demo seed")
 
 
 async def _user_id(gateway: DatabaseGateway, email: str) -> str:
