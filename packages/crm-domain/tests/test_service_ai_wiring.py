@@ -52,7 +52,7 @@ class AiWorld:
         self.sender = RecordingSmsSender()
         # The services hold no state of their own: same gateway, clock and ids.
         world.services = bootstrap(
-            world.gateway, clock=world.clock, ids=world.ids, ai=self.ai, sms=self.sender
+            world.gateway, clock=world.clock, ids=world.ids, ai=self.ai, sms_sender=self.sender
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -80,7 +80,7 @@ class AiWorld:
     async def inbound(
         self, body: str, message_id: str | None = "m-1", sender: str = PATIENT
     ) -> SmsMessage:
-        return await self.services.messages.receive_inbound(
+        return await self.services.sms.receive_inbound(
             Context.system(self.sydney.id), sender, CLINIC, body, "clicksend", message_id
         )
 
@@ -191,7 +191,7 @@ async def test_stop_clears_sms_opt_in(ai_world: AiWorld) -> None:
     assert updated[-1].payload["changed"] == ["sms_opt_in"]
     # Sending to them now is refused.
     with pytest.raises(Conflict, match="sms_opt_in"):
-        await ai_world.services.messages.send(ai_world.ctx(), contact_id, "hi", from_number=CLINIC)
+        await ai_world.services.sms.send(ai_world.ctx(), contact_id, "hi", from_number=CLINIC)
 
 
 async def test_opt_out_is_never_missed_even_when_the_ai_is_down(ai_world: AiWorld) -> None:
@@ -253,7 +253,7 @@ async def test_replayed_provider_message_id_stores_nothing_new(ai_world: AiWorld
     again = await ai_world.inbound("Do I need to fast before the scan?", message_id="cs-42")
     assert again == first
     assert await ai_world.event_names() == names
-    page = await ai_world.services.messages.list(ai_world.ctx(), SmsQuery())
+    page = await ai_world.services.sms.list(ai_world.ctx(), SmsQuery())
     assert [m.id for m in page.items] == [first.id]
     tasks = await ai_world.services.tasks.list(ai_world.ctx(), TaskQuery())
     assert len(tasks.items) == 1
@@ -268,7 +268,7 @@ async def test_unknown_sender_is_stored_and_handed_to_reception(ai_world: AiWorl
 
 async def test_sms_rbac_and_send(ai_world: AiWorld) -> None:
     contact_id = await _opted_in_contact(ai_world)
-    messages = ai_world.services.messages
+    messages = ai_world.services.sms
     with pytest.raises(PermissionDenied):
         await messages.list(ai_world.ctx(Role.READONLY))
     with pytest.raises(PermissionDenied):
@@ -315,5 +315,5 @@ async def test_a_delivery_in_flight_elsewhere_is_refused_not_acted_on_twice(
         await ai_world.inbound("please cancel", message_id="cs-77")
     booking = await ai_world.services.bookings.get(ai_world.ctx(), booking_id)
     assert booking.status is BookingStatus.PENDING
-    page = await ai_world.services.messages.list(ai_world.ctx(), SmsQuery())
+    page = await ai_world.services.sms.list(ai_world.ctx(), SmsQuery())
     assert page.items == ()

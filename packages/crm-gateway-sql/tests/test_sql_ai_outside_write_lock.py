@@ -106,10 +106,10 @@ async def test_an_inbound_sms_is_understood_before_anything_is_written(tmp_path:
         services = bootstrap(gateway, ai=ai)
         ctx = Context.system(world.a.id)
 
-        message = await services.messages.receive_inbound(
+        message = await services.sms.receive_inbound(
             ctx, "+61412345678", "+61292000000", "Can I bring my own music?", "clicksend", "m-1"
         )
-        duplicate = await services.messages.receive_inbound(
+        duplicate = await services.sms.receive_inbound(
             ctx, "+61412345678", "+61292000000", "Can I bring my own music?", "clicksend", "m-1"
         )
 

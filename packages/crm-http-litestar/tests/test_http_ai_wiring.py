@@ -31,7 +31,7 @@ async def _contact(world: World) -> dict[str, object]:
 
 async def test_runtime_uses_the_configured_heuristic_provider(world: World) -> None:
     assert isinstance(world.runtime.ai, HeuristicProvider)
-    assert world.runtime.services.messages is not None
+    assert world.runtime.services.sms is not None
 
 
 async def test_demo_contacts_have_an_explained_warmness(world: World) -> None:
@@ -88,7 +88,7 @@ async def test_inbound_stop_and_task_priority_through_the_runtime(world: World) 
         json={"first_name": "Sam", "phone": "+61411222333", "sms_opt_in": True},
     )
     assert created.status_code == 201
-    message = await services.messages.receive_inbound(
+    message = await services.sms.receive_inbound(
         Context.system(sydney), "+61411222333", "+61292000000", "STOP", "clicksend", "abc-1"
     )
     assert message.intent is SmsIntent.OPT_OUT
@@ -96,7 +96,7 @@ async def test_inbound_stop_and_task_priority_through_the_runtime(world: World) 
     assert contact.sms_opt_in is False
 
     # Replayed webhook delivery: the stored message, nothing new.
-    again = await services.messages.receive_inbound(
+    again = await services.sms.receive_inbound(
         Context.system(sydney), "+61411222333", "+61292000000", "STOP", "clicksend", "abc-1"
     )
     assert again.id == message.id

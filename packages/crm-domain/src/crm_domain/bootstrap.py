@@ -39,8 +39,8 @@ class Services:
     contacts: ContactService
     bookings: BookingService
     tasks: TaskService
-    #: SMS received and sent (``sms`` below is the sender port).
-    messages: SmsService
+    #: SMS received and sent: the use cases (``sms_sender`` is the port they send through).
+    sms: SmsService
     access: AccessService
     audit: AuditService
     #: The RBAC check the services use; HTTP guards may ask it too.
@@ -53,7 +53,7 @@ class Services:
     ai: AIProvider | None = None
     queue: QueueGateway | None = None
     mailer: Mailer | None = None
-    sms: SmsSender | None = None
+    sms_sender: SmsSender | None = None
 
     def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
         """The domain's outbox consumers by event name, for a worker to register.
@@ -72,7 +72,7 @@ def bootstrap(
     ai: AIProvider | None = None,
     queue: QueueGateway | None = None,
     mailer: Mailer | None = None,
-    sms: SmsSender | None = None,
+    sms_sender: SmsSender | None = None,
     audit_recorder: AuditRecorder | None = None,
     prevent_booking_overlaps: bool = True,
 ) -> Services:
@@ -80,7 +80,7 @@ def bootstrap(
 
     Defaults: the system clock, ULID ids, and a :class:`DirectAuditRecorder`
     (one commit per read's audit entry; the HTTP layer passes a group-commit
-    recorder).  ``ai``, ``queue``, ``mailer`` and ``sms`` are optional: the core
+    recorder).  ``ai``, ``queue``, ``mailer`` and ``sms_sender`` are optional: the core
     services work without them, and are handed on to the services that use them.
     Without ``ai``: contacts keep the warmness they are given, new tasks are
     ``normal``, inbound SMS are read by keywords only (opt-outs still act) and
@@ -97,7 +97,7 @@ def bootstrap(
         contacts=ContactService(*ports, ai=ai),
         bookings=BookingService(*ports, prevent_overlaps=prevent_booking_overlaps),
         tasks=TaskService(*ports, ai=ai),
-        messages=SmsService(*ports, ai=ai, sender=sms),
+        sms=SmsService(*ports, ai=ai, sender=sms_sender),
         access=AccessService(*ports),
         audit=AuditService(*ports),
         authorizer=authorizer,
@@ -109,7 +109,7 @@ def bootstrap(
         ai=ai,
         queue=queue,
         mailer=mailer,
-        sms=sms,
+        sms_sender=sms_sender,
     )
 
 

@@ -2,15 +2,15 @@
 
 A use case is written as::
 
-    async with self._use_case(ctx, Resource.CONTACTS, Action.UPDATE,
-                              audit=AuditAction.UPDATE, resource_type="contact",
-                              resource_id=contact_id, write=True) as call:
+    async with self.use_case(ctx, Resource.CONTACTS, Action.UPDATE,
+                             audit=AuditAction.UPDATE, resource_type="contact",
+                             resource_id=contact_id, write=True) as call:
         contact = await call.uow.contacts.get(contact_id)
         ...
         await call.emit("ContactUpdated", "contact", contact.id, {...})
         return contact
 
-and :meth:`ServiceBase._use_case` guarantees the rules of the domain:
+and :meth:`ServiceBase.use_case` guarantees the rules of the domain:
 
 1. the caller's permission is checked first (``PermissionDenied`` otherwise);
 2. the work runs in one unit of work bound to ``ctx.tenant_id``;
@@ -119,7 +119,7 @@ class ServiceBase:
         self.audit_entries = AuditEntryFactory(clock, ids)
 
     @asynccontextmanager
-    async def _use_case(
+    async def use_case(
         self,
         ctx: Context,
         resource: Resource,

@@ -88,7 +88,7 @@ class AccessService:
         """
         base = self._base
         location_id = base.ids.new_id()
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.LOCATIONS,
             Action.CREATE,
@@ -119,7 +119,7 @@ class AccessService:
     async def get_location(self, ctx: Context, location_id: str | None = None) -> Location:
         """Return a location (default: the caller's) — ``locations:read``."""
         wanted = ctx.tenant_id if location_id is None else location_id
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.LOCATIONS,
             Action.READ,
@@ -134,7 +134,7 @@ class AccessService:
         self, ctx: Context, query: LocationQuery | None = None
     ) -> Page[Location]:
         """One page of every location — ``locations:read``."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.LOCATIONS,
             Action.READ,
@@ -148,7 +148,7 @@ class AccessService:
 
     async def update_location(self, ctx: Context, command: UpdateLocation) -> Location:
         """Change the caller's location — ``locations:update``; emits ``LocationUpdated``."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.LOCATIONS,
             Action.UPDATE,
@@ -182,7 +182,7 @@ class AccessService:
         Emits ``MembershipGranted``.
         """
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.USERS,
             Action.CREATE,
@@ -238,7 +238,7 @@ class AccessService:
 
         ``query.location_id`` is always the caller's location.
         """
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.USERS,
             Action.READ,
@@ -261,7 +261,7 @@ class AccessService:
         The user's next request at this location is refused (roles are read
         from the store on each request).  Emits ``MembershipDeactivated``.
         """
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.USERS,
             Action.UPDATE,
@@ -294,7 +294,7 @@ class AccessService:
         one is a ``Conflict``.
         """
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.IP_RULES,
             Action.CREATE,
@@ -329,7 +329,7 @@ class AccessService:
 
     async def list_ip_rules(self, ctx: Context, query: IpRuleQuery | None = None) -> Page[IpRule]:
         """One page of the caller's location's IP rules — ``ip_rules:read``."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.IP_RULES,
             Action.READ,
@@ -346,7 +346,7 @@ class AccessService:
 
         ``NotFound`` when no rule has that CIDR.  Emits ``IpRuleRemoved``.
         """
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.IP_RULES,
             Action.DELETE,
@@ -378,7 +378,7 @@ class AccessService:
         by the authorizer at most 60 s later (at once in this process).
         """
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.USERS,
             Action.UPDATE,

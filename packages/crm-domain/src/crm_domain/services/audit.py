@@ -55,7 +55,7 @@ class AuditService:
 
         The listing is itself audited (after the page is read, before it is returned).
         """
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.AUDIT,
             Action.READ,
@@ -69,7 +69,7 @@ class AuditService:
 
     async def verify(self, ctx: Context) -> ChainReport:
         """Verify the caller's location's chain."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.AUDIT,
             Action.READ,
@@ -87,7 +87,7 @@ class AuditService:
         Chains are verified one after another, each in its own unit of work
         bound to that chain; the system chain comes last.
         """
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.AUDIT,
             Action.READ,

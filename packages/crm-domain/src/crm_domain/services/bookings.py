@@ -120,7 +120,7 @@ class BookingService:
         also when it belongs to another location; nothing is stored then.
         """
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.BOOKINGS,
             Action.CREATE,
@@ -214,7 +214,7 @@ class BookingService:
         (``NotFound`` naming ``contact_id`` otherwise, as in :meth:`create`).
         """
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.BOOKINGS,
             Action.CREATE,
@@ -290,7 +290,7 @@ class BookingService:
 
     async def get(self, ctx: Context, booking_id: str) -> Booking:
         """Return one booking of the caller's location (``NotFound`` otherwise)."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.BOOKINGS,
             Action.READ,
@@ -303,7 +303,7 @@ class BookingService:
 
     async def list(self, ctx: Context, query: BookingQuery | None = None) -> Page[Booking]:
         """One page of the location's bookings matching ``query``, newest first."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.BOOKINGS,
             Action.READ,
@@ -325,7 +325,7 @@ class BookingService:
         change: Callable[[Call, Booking], Awaitable[Booking]],
         verb: str,
     ) -> Booking:
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.BOOKINGS,
             Action.UPDATE,

@@ -76,7 +76,7 @@ class ContactService:
     async def create(self, ctx: Context, command: CreateContact) -> Contact:
         """Create a contact; emits ``ContactCreated``."""
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.CREATE,
@@ -118,7 +118,7 @@ class ContactService:
 
     async def get(self, ctx: Context, contact_id: str) -> Contact:
         """Return one contact of the caller's location (``NotFound`` otherwise)."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.READ,
@@ -131,7 +131,7 @@ class ContactService:
 
     async def list(self, ctx: Context, query: ContactQuery | None = None) -> Page[Contact]:
         """One page of the location's contacts matching ``query``, newest first."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.READ,
@@ -146,7 +146,7 @@ class ContactService:
     async def update(self, ctx: Context, command: UpdateContact) -> Contact:
         """Change the set fields; emits ``ContactUpdated`` naming the changed fields."""
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.UPDATE,
@@ -189,7 +189,7 @@ class ContactService:
         A contact with bookings cannot be deleted (``Conflict``): bookings are
         clinical records and are cancelled, not erased.
         """
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.DELETE,
@@ -211,7 +211,7 @@ class ContactService:
         belongs to another one.
         """
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.UPDATE,
@@ -259,7 +259,7 @@ class ContactService:
 
         ``NotFound`` for a contact unknown at the caller's location.
         """
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.READ,
@@ -291,7 +291,7 @@ class ContactService:
         not even a score that time decay would have moved since.
         """
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.UPDATE,

@@ -121,7 +121,7 @@ class SmsService:
     ) -> SmsMessage:
         """Store a patient's SMS, understand it and act on it; emits ``SmsReceived``."""
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.SMS,
             Action.SEND,
@@ -210,7 +210,7 @@ class SmsService:
         is stored then).
         """
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.SMS,
             Action.SEND,
@@ -256,7 +256,7 @@ class SmsService:
 
     async def get(self, ctx: Context, sms_id: str) -> SmsMessage:
         """Return one message of the caller's location (``NotFound`` otherwise)."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.SMS,
             Action.READ,
@@ -269,7 +269,7 @@ class SmsService:
 
     async def list(self, ctx: Context, query: SmsQuery | None = None) -> Page[SmsMessage]:
         """One page of the location's messages matching ``query``, newest first."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.SMS,
             Action.READ,

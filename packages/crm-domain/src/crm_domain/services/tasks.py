@@ -70,7 +70,7 @@ class TaskService:
     async def create(self, ctx: Context, command: CreateTask) -> Task:
         """Create a task; emits ``TaskCreated``."""
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.TASKS,
             Action.CREATE,
@@ -107,7 +107,7 @@ class TaskService:
 
     async def get(self, ctx: Context, task_id: str) -> Task:
         """Return one task of the caller's location (``NotFound`` otherwise)."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.TASKS,
             Action.READ,
@@ -120,7 +120,7 @@ class TaskService:
 
     async def list(self, ctx: Context, query: TaskQuery | None = None) -> Page[Task]:
         """One page of the location's tasks matching ``query``, newest first."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.TASKS,
             Action.READ,
@@ -135,7 +135,7 @@ class TaskService:
     async def update(self, ctx: Context, command: UpdateTask) -> Task:
         """Change the set fields; emits ``TaskUpdated`` (``TaskCompleted`` when set done)."""
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.TASKS,
             Action.UPDATE,
@@ -169,7 +169,7 @@ class TaskService:
     async def complete(self, ctx: Context, task_id: str) -> Task:
         """Mark an open task done; emits ``TaskCompleted`` (``Conflict`` if already closed)."""
         base = self._base
-        async with base._use_case(
+        async with base.use_case(
             ctx,
             Resource.TASKS,
             Action.UPDATE,
@@ -190,7 +190,7 @@ class TaskService:
 
     async def delete(self, ctx: Context, task_id: str) -> None:
         """Delete a task; emits ``TaskDeleted``."""
-        async with self._base._use_case(
+        async with self._base.use_case(
             ctx,
             Resource.TASKS,
             Action.DELETE,
