@@ -1,8 +1,10 @@
-"""Litestar HTTP server, security pipeline, webhooks and the crm CLI for the Avatar Imaging CRM.
+"""Litestar HTTP server, security pipeline and the crm CLI for the Avatar Imaging CRM.
 
 ``create_app(settings)`` is the composition root: it returns a Litestar app whose
 :class:`CrmPlugin` wires the gateway (by ``CRM_DATABASE_URL``), the domain's
-services, the security pipeline and the routes.
+services, the security pipeline and the routes.  Webhooks (Wix, ManyChat,
+ClickSend), SMS, campaigns, reports and automations are not served yet (the
+README's "What works today" lists what is).
 """
 
 from crm_http_litestar.app import create_app
