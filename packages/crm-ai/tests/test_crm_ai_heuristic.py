@@ -79,6 +79,7 @@ def test_satisfies_the_port(ai: HeuristicProvider) -> None:
         "no more texts",
         "Cancel my appointment and stop texting me",
         "Yes confirmed. Also please unsubscribe me",
+        "no more sms stop",  # not the clinic's "Reply STOP to opt out" boilerplate
     ],
 )
 @pytest.mark.parametrize("context", [REMINDER, NO_BOOKING], ids=["reminder", "no-booking"])
