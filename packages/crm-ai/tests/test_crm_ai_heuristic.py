@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,11 +20,11 @@ from crm_domain.ports.ai import (
     WarmnessBand,
 )
 from crm_domain.ports.analytics import Dimension, Metric, MetricRow
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from crm_ai.heuristic import HeuristicProvider
-from crm_ai.heuristic.intent import classify, proposed_time
+from crm_ai.heuristic.intent import OPT_OUT_KEYWORDS, classify, normalise, proposed_time
 
 pytestmark = pytest.mark.anyio
 
@@ -78,6 +79,7 @@ def test_satisfies_the_port(ai: HeuristicProvider) -> None:
         "no more texts",
         "Cancel my appointment and stop texting me",
         "Yes confirmed. Also please unsubscribe me",
+        "no more sms stop",  # not the clinic's "Reply STOP to opt out" boilerplate
     ],
 )
 @pytest.mark.parametrize("context", [REMINDER, NO_BOOKING], ids=["reminder", "no-booking"])
@@ -173,6 +175,58 @@ async def test_reschedule_without_a_time_proposes_none(ai: HeuristicProvider) ->
     result = await ai.detect_sms_intent("I need to reschedule", REMINDER)
     assert result.intent is SmsIntent.RESCHEDULE
     assert result.proposed_time is None
+
+
+# Issue 10: replies the rules around the word "stop" used to get wrong.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STOP\nAT",  # a keyword line, then a word that once read as "stop at (a place)"
+        "STOP at once",
+        "Stop in future pls",
+        "S T O P",
+        "s.t.o.p",
+        "S\u200bT\u200bO\u200bP",  # zero-width spaces between the letters
+        "cancel my subscription to these texts",
+        "STOP\nI'll stop by the clinic on Friday",  # another "stop" must not excuse the first
+    ],
+)
+@pytest.mark.parametrize("context", [REMINDER, NO_BOOKING], ids=["reminder", "no-booking"])
+def test_issue_10_opt_outs_are_recognised(text: str, context: SmsContext) -> None:
+    guess = classify(text, context)
+    assert guess.intent is SmsIntent.OPT_OUT, guess
+    assert guess.confidence >= 0.85
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("stop worrying, I'll be there", SmsIntent.CONFIRM),
+        ("stop, I'll be there", SmsIntent.CONFIRM),
+        ("please stop my appointment", SmsIntent.CANCEL),
+        # Still opt-outs: the exceptions above are narrow.
+        ("stop reminding me, I'll be there", SmsIntent.OPT_OUT),
+        ("stop my appointment reminders", SmsIntent.OPT_OUT),
+        ("Stop. I'll be there", SmsIntent.OPT_OUT),
+        ("Stop, yes please", SmsIntent.OPT_OUT),
+        # Still not opt-outs: "stop" as a verb of visiting, with someone doing it.
+        ("I'll stop by the clinic after work", SmsIntent.OTHER),
+        ("yes, will stop in at reception first", SmsIntent.CONFIRM),
+    ],
+)
+def test_issue_10_stop_in_another_sense(text: str, intent: SmsIntent) -> None:
+    guess = classify(text, REMINDER)
+    assert guess.intent is intent, guess
+
+
+def test_stop_read_in_another_sense_is_flagged_for_review() -> None:
+    # A confirmation that contains "stop" is a judgement call: lower confidence, and the
+    # rule says why, so a person can look at it.
+    guess = classify("stop, I'll be there", REMINDER)
+    assert guess.confidence < 0.8
+    assert "stop" in guess.rule
 
 
 # --- warmness ---------------------------------------------------------------------
@@ -552,7 +606,13 @@ async def test_task_priority(
 # --- arbitrary input ----------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+#: Raise locally to hunt for rare failures: CRM_TEST_HYPOTHESIS_EXAMPLES=20000 pytest ...
+_EXAMPLES = int(os.environ.get("CRM_TEST_HYPOTHESIS_EXAMPLES", "300"))
+
+
+@settings(max_examples=_EXAMPLES, deadline=None)
+@example(text="AT", booked=False)  # issue 10: "STOP\nAT" read as "stop at (a place)"
+@example(text="by the clinic", booked=True)
 @given(text=st.text(max_size=200), booked=st.booleans())
 def test_intent_rules_never_raise_and_keywords_always_opt_out(text: str, booked: bool) -> None:
     context = SmsContext(received_at=NOW, timezone="Australia/Sydney", has_upcoming_booking=booked)
@@ -563,6 +623,47 @@ def test_intent_rules_never_raise_and_keywords_always_opt_out(text: str, booked:
     assert when is None or when.tzinfo is not None
     # Whatever else is in the message, a leading STOP line is an opt-out.
     assert classify("STOP\n" + text, context).intent is SmsIntent.OPT_OUT
+
+
+_LINE_BREAKS = st.sampled_from(["\n", "\r\n", "\r", "\u2028", "\x0b", "\n\n", " \n "])
+_KEYWORD_LINES = st.builds(
+    lambda before, keyword, case, filler, after: f"{before}{case(keyword)}{filler}{after}",
+    st.sampled_from(["", " ", "  ", "*", "(", '"']),
+    st.sampled_from(sorted(OPT_OUT_KEYWORDS)),
+    st.sampled_from([str.upper, str.lower, str.title, str.swapcase]),
+    st.sampled_from(["", " please", " PLS", " now", " thanks", " all"]),
+    st.sampled_from(["", ".", "!", "!!!", " 🛑", " 🙄", ")", '"', "?"]),
+)
+
+
+@settings(max_examples=_EXAMPLES, deadline=None)
+@example(before="", keyword_line="STOP", after="AT", where="first", brk="\n", booked=False)
+@example(before="I'll stop by", keyword_line="stop", after="", where="last", brk="\n", booked=True)
+@given(
+    before=st.text(max_size=120),
+    keyword_line=_KEYWORD_LINES,
+    after=st.text(max_size=120),
+    where=st.sampled_from(["first", "middle", "last"]),
+    brk=_LINE_BREAKS,
+    booked=st.booleans(),
+)
+def test_a_line_that_is_only_a_carrier_keyword_is_always_an_opt_out(
+    before: str, keyword_line: str, after: str, where: str, brk: str, booked: bool
+) -> None:
+    # Carriers treat a message that is a keyword as binding; a keyword alone on its line is
+    # as clear, whatever the other lines say.  Only the quoted part of a reply (from an
+    # "On ... wrote:" header down) is not the patient's own words.
+    parts = {
+        "first": [keyword_line, before + after],
+        "middle": [before, keyword_line, after],
+        "last": [before + after, keyword_line],
+    }[where]
+    ahead = parts[: parts.index(keyword_line)]
+    assume("wrote:" not in normalise(brk.join(ahead)))
+    text = brk.join(parts)
+    context = SmsContext(received_at=NOW, timezone="Australia/Sydney", has_upcoming_booking=booked)
+    guess = classify(text, context)
+    assert guess.intent is SmsIntent.OPT_OUT, (text, guess)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,18 @@ means "cancel my booking".  The rule is therefore:
 Reminder templates sent to US numbers should therefore ask for ``C``/``N`` or a
 reschedule link rather than the word CANCEL, since the carrier may already have
 opted the number out on its side.
+
+How a carrier keyword is read
+-----------------------------
+A message, or any one line of it, that is only carrier keywords (``STOP``, ``stop
+please``, ``S T O P``, ``s.t.o.p``) is an opt-out whatever the other lines say.  A
+keyword inside a sentence is an opt-out too, unless *that occurrence* is plainly
+another use of the word: "stop" as a verb of visiting with someone doing it ("I'll
+stop by the clinic"; an imperative "Stop at once" is addressed to the clinic, so it
+stays an opt-out), "bus stop", "can't stop thinking", "stop worrying", "stop, I'll
+be there", "stop my appointment" (a cancellation).  Such a reply keeps its booking
+meaning but at most 0.75 confidence, and its rule names the word, so a person can
+review it.  The exceptions never reach across a line break.
 """
 
 from __future__ import annotations
@@ -67,6 +79,10 @@ _OPT_OUT_PHRASES = [
     r"\boff\s+(?:your|the|this|ur)\s+(?:list|system|database|texts|sms)\b",
     r"\b(?:no\s+longer|don'?t|do\s+not|never)\s+(?:wish|want)\s+to\s+(?:receive|get|be\s+(?:contacted|texted))\b",
     r"\brevoke\b",
+    # "cancel my subscription (to these texts)", "cancel these text messages", "cancel the
+    # SMS reminders": cancelling the messages, not a booking.
+    r"\bcancel\w* (?:(?:my|the|these|this|those|all|your|any|of|to|text|txt|sms) ){0,4}"
+    r"(?:subscriptions?|texts|txts|messages|msgs|sms|reminders|notifications|alerts)\b",
 ]
 _OPT_OUT_RE = re.compile("|".join(_OPT_OUT_PHRASES))
 
@@ -75,15 +91,53 @@ _OPT_OUT_RE = re.compile("|".join(_OPT_OUT_PHRASES))
 #: word.  Recall matters more than precision here: a wrong opt-out costs a phone call,
 #: a missed one breaks the law.
 _KEYWORD_ANYWHERE_RE = re.compile(r"\b(?:stop|stopall|unsubscribe|unsub|quit|optout)\b")
+#: What follows a keyword when it is about the messages after all ("stop my appointment
+#: reminders", "quit the texts"): such an occurrence is never excused.
+_ABOUT_MESSAGES = (
+    r"(?! (?:\w+ )?(?:texts?|txts?|messages?|msgs?|sms|reminders?|notifications?|alerts?|"
+    r"emails?|calls?|spam)\b)"
+)
+#: Someone doing the visiting: "stop by/in/at" is a visit only with a first-person
+#: subject or a modal with the subject dropped ("Will stop by reception", "might stop
+#: in"); "Stop at once", "Stop in future", "you will stop at once" stay opt-outs.
+_VISITOR = (
+    r"\b(?<!you )(?<!u )(?:(?:i|we)(?:'ll|'d|'m going to| will| would| can| could| may|"
+    r" might| shall| need to| have to| want to| plan to| wanna| gonna)?|ill|i'?m gonna|"
+    r"will|might|may|could|can|gonna)"
+)
+#: Occurrences of a keyword that are plainly another use of the word.  Matched on
+#: normalised text, where a space is the only blank inside a line, so none of them can
+#: reach across a line break ("STOP\nAt reception?" stays an opt-out).
 _KEYWORD_OTHER_USE_RE = re.compile(
-    r"\bstop\s+(?:by|in|over|off|at|past|for)\b|\b(?:bus|pit|non|full|last|next|first)[\s-]stop\b|"
-    r"\b(?:can'?t|cannot|won'?t)\s+stop\b|\bstop(?:ped)?\s+(?:bleeding|hurting|working|eating|taking)\b|"
-    r"\bquit\s+(?:my|smoking|drinking|work|the)\b"
+    _VISITOR + r"(?: (?:just|quickly|probably|also|first|still|briefly))? stop "
+    r"(?:by|in|over|off|at|past|for)\b"
+    r"|\b(?:bus|pit|non|full|last|next|first)[ -]stop\b"
+    r"|\b(?:can'?t|cannot|couldn'?t) stop\b|\b(?:i|we) won'?t stop\b"
+    # "stop worrying", "stop bleeding": a gerund that is not about the messages.
+    r"|\bstop (?:bleeding|hurting|working|eating|taking|drinking|smoking|worrying|fussing|"
+    r"panicking|fretting|apologi[sz]ing|joking|laughing)\b"
+    # "stop, I'll be there": "stop" then, in the same clause, a promise to attend.
+    r"|\bstop(?:,| -| \u2013| \u2014) (?=(?:i'?ll|ill|i will|we'?ll|we will) (?:still )?"
+    r"(?:be there|be in|come|attend|make it)\b|see (?:you|ya|u)\b(?! never)|"
+    r"(?:i'?m|we'?re) (?:still )?coming\b)"
+    # "stop my appointment": a cancellation (read by _CANCEL_RE).
+    r"|\bstop (?:my|the|this|our|his|her|their)(?: \w+)? (?:appointment|appt|booking|scan)s?\b"
+    + _ABOUT_MESSAGES
+    + r"|\bquit (?:my|smoking|drinking|work|the)\b"
+    + _ABOUT_MESSAGES
 )
 
-# Reminder boilerplate that patients quote back ("Reply STOP to opt out").
+#: Letters spelt out one by one ("S T O P", "s.t.o.p", "U-N-S-U-B"): three or more
+#: single letters joined by spaces or dots, dashes, stars, read as one word by the
+#: opt-out checks (only by them: "c u" or "y" keep their usual meaning).
+_SPELT_RE = re.compile(r"(?<![a-z0-9'])[a-z](?:[ .\-_*\u00b7\u2022]+[a-z](?![a-z0-9'])){2,}")
+
+# Reminder boilerplate that patients quote back ("Reply STOP to opt out", "Reply Y to
+# confirm or STOP to opt out").  The instruction must go on ("to", "or"), so that a
+# patient's own "no more sms stop" is not read as boilerplate; it never spans lines.
 _BOILERPLATE_RE = re.compile(
-    r"(?:reply|text|txt|send|sms)\s+(?:stop|y|yes|c|n|no|cancel)\b[^.\n]*", re.IGNORECASE
+    r"(?:reply|text|txt|send|sms) (?:stop|y|yes|c|n|no|cancel) (?:to|or)\b[^.\n]*",
+    re.IGNORECASE,
 )
 _QUOTE_HEADER_RE = re.compile(r"\bon\s+[^\n]{0,80}\bwrote:", re.IGNORECASE)
 
@@ -122,8 +176,8 @@ _CANCEL_RE = re.compile(
     r"\bnot\s+(?:coming|attending|going\s+to\s+(?:make|come|attend)|able\s+to|gonna)\b|"
     r"\bunable\s+to\b|\b(?:don'?t|do\s+not|no\s+longer)\s+need\b|\bdecided\s+not\b|"
     r"\bdone\s+elsewhere\b|\bgive\s+(?:\w+\s+){0,2}a\s+miss\b|\bnot\s+going\s+ahead\b|"
-    r"\bcan'?t\s+do\b|\bchanged\s+my\s+mind\b|\b(?:delete|remove|drop)\s+(?:my|the|this)\s+"
-    r"(?:appointment|appt|booking|scan)\b"
+    r"\bcan'?t\s+do\b|\bchanged\s+my\s+mind\b|\b(?:delete|remove|drop|stop)\s+(?:my|the|this|our)\s+"
+    r"(?:\w+\s+)?(?:appointment|appt|booking|scan)\b"
 )
 _NO_RE = re.compile(r"^(?:n|no|nope|nah|no\s+thanks?|no\s+sorry)\b")
 
@@ -160,10 +214,17 @@ class IntentGuess:
 
 
 def normalise(text: str) -> str:
-    """Lower-case, NFKC, straight apostrophes, single spaces; keeps emoji and line breaks."""
+    """Lower-case, NFKC, straight apostrophes, single spaces; keeps emoji and line breaks.
+
+    Every Unicode line break (``\\r``, ``\\u2028``, ...) becomes ``\\n`` and every other
+    blank a single space, so the rules can tell a line break from a space.  Invisible
+    format characters (zero-width spaces, soft hyphens) are dropped so that they cannot
+    split a keyword ("S\\u200bTOP").
+    """
     text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     text = text.replace("\\n", "\n")
-    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.lower().split("\n")]
+    lines = [re.sub(r"\s+", " ", line).strip() for line in text.lower().splitlines()]
     return "\n".join(line for line in lines if line)
 
 
@@ -188,7 +249,26 @@ def strip_quoted(text: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.replace("-", " "))
+    # Apostrophes inside a word only ("don't"), so a quoted 'STOP' is still "stop".
+    return re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text.replace("-", " "))
+
+
+def unspell(text: str) -> str:
+    """Join letters spelt out one by one: ``"s t o p please"`` → ``"stop please"``."""
+    return _SPELT_RE.sub(lambda m: re.sub(r"[^a-z]", "", m[0]), text)
+
+
+def keyword_line_opt_out(own: str) -> bool:
+    """True when any one line of the message is carrier keywords only ("STOP\\nAt 3?")."""
+    return any(keyword_opt_out(line) for line in own.split("\n"))
+
+
+def keyword_used_as_one(own: str) -> bool:
+    """True when some occurrence of a keyword is not plainly another use of the word.
+
+    Each occurrence is judged on its own: "STOP. I'll stop by later" is an opt-out.
+    """
+    return _KEYWORD_ANYWHERE_RE.search(_KEYWORD_OTHER_USE_RE.sub(" ", own)) is not None
 
 
 def keyword_opt_out(own: str) -> bool:
@@ -253,20 +333,38 @@ def classify(text: str, context: SmsContext) -> IntentGuess:
     full = normalise(text)
     own = strip_quoted(full) or full
     booking = has_booking_context(context)
+    spelt = unspell(own)
 
-    if is_bare_cancel(own):
+    if is_bare_cancel(spelt):
         if booking:
             return IntentGuess(SmsIntent.CANCEL, 0.8, "bare CANCEL after a reminder")
         return IntentGuess(SmsIntent.OPT_OUT, 0.9, "bare CANCEL with no booking to cancel")
-    if keyword_opt_out(own):
+    if keyword_opt_out(spelt):
         return IntentGuess(SmsIntent.OPT_OUT, 0.99, "carrier opt-out keyword")
-    if _OPT_OUT_RE.search(own):
+    if keyword_line_opt_out(spelt):
+        return IntentGuess(SmsIntent.OPT_OUT, 0.97, "carrier opt-out keyword on a line of its own")
+    if _OPT_OUT_RE.search(spelt):
         return IntentGuess(SmsIntent.OPT_OUT, 0.95, "asks to stop messages")
-    if _KEYWORD_ANYWHERE_RE.search(own) and not _KEYWORD_OTHER_USE_RE.search(own):
+    if keyword_used_as_one(spelt):
         return IntentGuess(SmsIntent.OPT_OUT, 0.85, "opt-out keyword in the message")
-    if typo_opt_out(own):
+    if typo_opt_out(spelt):
         return IntentGuess(SmsIntent.OPT_OUT, 0.8, "misspelt opt-out keyword")
 
+    guess = _booking_intent(own, context, booking)
+    other_use = _KEYWORD_ANYWHERE_RE.search(spelt)
+    if other_use is None:
+        return guess
+    # Not an opt-out only because the keyword read as another use of the word: a
+    # judgement call, so it is flagged for review.
+    return IntentGuess(
+        guess.intent,
+        min(guess.confidence, 0.75),
+        f"{guess.rule}; '{other_use[0]}' read as another use of the word",
+    )
+
+
+def _booking_intent(own: str, context: SmsContext, booking: bool) -> IntentGuess:
+    """The reply's meaning once it is known not to be an opt-out."""
     plain = _NEUTRAL_RE.sub(" ", own).strip()
     if _RESCHEDULE_RE.search(plain):
         return IntentGuess(SmsIntent.RESCHEDULE, 0.9, "asks for another time")
