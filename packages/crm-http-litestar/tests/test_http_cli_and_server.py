@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import jwt
 import pytest
@@ -258,28 +259,25 @@ async def test_demo_token_hint_is_the_readme_command_and_works(world: World) -> 
     serve_line = next(
         line for line in README.read_text().splitlines() if "crm serve --demo" in line
     )
-    readme_crm = shlex.split(serve_line.split("&&", 1)[1].split("crm serve", 1)[0]) + ["crm"]
+    readme_crm = [*shlex.split(serve_line.split("&&", 1)[1].split("crm serve", 1)[0]), "crm"]
     assert command[: len(readme_crm)] == readme_crm, hint
     assert command[:2] == ["uv", "run"], hint  # a bare `crm` is not on PATH after the README
     # The rest are `crm` arguments that work against the server's store and key.
     args = command[len(readme_crm) :]
     assert args[0] == "token"
     database = world.runtime.settings.database_url
-    result = subprocess.run(
+    result = await anyio.run_process(
         [*CRM, *args],
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("CRM_")},
             "CRM_DATABASE_URL": database,
             "CRM_SECRET_KEY": SECRET,
         },
-        capture_output=True,
-        text=True,
-        timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr.decode()
     response = await world.client.get(
-        "/auth/me", headers={"Authorization": f"Bearer {result.stdout.strip()}"}
+        "/auth/me", headers={"Authorization": f"Bearer {result.stdout.decode().strip()}"}
     )
     assert response.status_code == 200, response.text
     assert response.json()["user_id"] == world.users["reception"]
