@@ -18,11 +18,11 @@ from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 from litestar.types import ControllerRouterHandler
 
+from crm_http_litestar.docs_ui import SCHEMA_PATH, swagger_assets_handler, swagger_plugin
 from crm_http_litestar.pipeline import (
     STATE_KEY,
     Authenticate,
@@ -110,9 +110,13 @@ class CrmPlugin(InitPluginProtocol):
                 "in that location's IP allowlist. Each operation names its permission. "
                 "Errors are RFC 9457 problem details."
             ),
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
-            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
+            path=SCHEMA_PATH,
+            # Swagger UI from a pinned package, served here: the page works offline and
+            # changes only with uv.lock (Litestar's defaults load a CDN's latest copy).
+            render_plugins=[swagger_plugin()],
+            openapi_router=Router(
+                path=SCHEMA_PATH, route_handlers=[swagger_assets_handler()], opt={"public": True}
+            ),
             components=Components(
                 security_schemes={
                     "session": SecurityScheme(
