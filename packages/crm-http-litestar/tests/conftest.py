@@ -25,7 +25,8 @@ def settings(tmp_path: Path) -> Settings:
         database_url=store_url(tmp_path),
         secret_key=SECRET,
         run_worker=False,
-        rate_limit_per_minute=0,
+        rate_limit_per_user=0,
+        rate_limit_per_address=0,
         access_cache_ttl=30,
     )
 

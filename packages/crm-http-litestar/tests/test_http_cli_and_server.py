@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import sqlite3
@@ -15,11 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import jwt
 import pytest
 
 from crm_http_litestar.settings import DEMO_KEY_FILE
+from crm_http_litestar.testing import SECRET, World
 
 CRM = [sys.executable, "-m", "crm_http_litestar"]
 
@@ -239,3 +242,42 @@ def test_crm_serve_demo_answers_the_printed_curl_line(
         except queue.Empty:
             continue
     assert any('"GET /health' in line for line in later) is access_log, "".join(later)
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+@pytest.mark.anyio
+async def test_demo_token_hint_is_the_readme_command_and_works(world: World) -> None:
+    """``crm serve --demo``'s "More tokens" line runs ``crm`` the way the README does."""
+    from crm_http_litestar.demo import announce_demo
+
+    text = await announce_demo(world.runtime, "http://127.0.0.1:8000")
+    hint = next(line for line in text.splitlines() if "More tokens:" in line)
+    command = shlex.split(hint.split("More tokens:", 1)[1])
+    # The README's first command starts the server as `<prefix> serve --demo`: the same prefix.
+    serve_line = next(
+        line for line in README.read_text().splitlines() if "crm serve --demo" in line
+    )
+    readme_crm = [*shlex.split(serve_line.split("&&", 1)[1].split("crm serve", 1)[0]), "crm"]
+    assert command[: len(readme_crm)] == readme_crm, hint
+    assert command[:2] == ["uv", "run"], hint  # a bare `crm` is not on PATH after the README
+    # The rest are `crm` arguments that work against the server's store and key.
+    args = command[len(readme_crm) :]
+    assert args[0] == "token"
+    database = world.runtime.settings.database_url
+    result = await anyio.run_process(
+        [*CRM, *args],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("CRM_")},
+            "CRM_DATABASE_URL": database,
+            "CRM_SECRET_KEY": SECRET,
+        },
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    response = await world.client.get(
+        "/auth/me", headers={"Authorization": f"Bearer {result.stdout.decode().strip()}"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["user_id"] == world.users["reception"]

@@ -556,6 +556,10 @@ async def _add_all(repository: _Adds, entities: Sequence[Any]) -> None:
         await repository.add(entity)
 
 
+#: How the README runs ``crm`` (from the checkout, through uv): the token hint uses it.
+CRM_COMMAND = "uv run --frozen --package crm-http-litestar crm"
+
+
 async def announce_demo(runtime: CrmRuntime, base_url: str) -> str:
     """Seed the demo (idempotent), then print the URL, the docs and a ready ``curl`` line."""
     report = await seed_demo(runtime.gateway, runtime.clock, runtime.ids)
@@ -572,7 +576,10 @@ async def announce_demo(runtime: CrmRuntime, base_url: str) -> str:
         f"  Docs:  {base_url}/schema",
         "  Try:",
         f"    curl -H 'Authorization: Bearer {issued.token}' '{base_url}/api/contacts?limit=5'",
-        "  More tokens: crm token reception.sydney@avatar-imaging.example --location sydney",
+        # `crm` lives in the project's virtual environment, not on PATH: print the command
+        # the README runs `crm serve --demo` with, or the hint fails with "command not found".
+        f"  More tokens: {CRM_COMMAND} token reception.sydney@avatar-imaging.example"
+        " --location sydney",
         f"  (session ends after {runtime.settings.session_idle_timeout} s without use)",
         "",
     ]
@@ -581,4 +588,12 @@ async def announce_demo(runtime: CrmRuntime, base_url: str) -> str:
     return text
 
 
-__all__ = ["DEMO_CIDRS", "DEMO_LOCATIONS", "DEMO_USERS", "SeedReport", "announce_demo", "seed_demo"]
+__all__ = [
+    "CRM_COMMAND",
+    "DEMO_CIDRS",
+    "DEMO_LOCATIONS",
+    "DEMO_USERS",
+    "SeedReport",
+    "announce_demo",
+    "seed_demo",
+]

@@ -3,7 +3,11 @@
 Order, per request:
 
 1. client address (:mod:`crm_http_litestar.client_ip`) — :class:`RequestGate`;
-2. rate limit (Litestar's ``RateLimitMiddleware``, keyed by that address);
+2. rate limit (:mod:`crm_http_litestar.rate_limit`), in :class:`Authenticate`: an
+   address that spent its budget on unauthenticated or failed requests is refused
+   before its token is read; public routes, missing and invalid tokens spend the
+   address's budget, a valid token spends its user's (staff behind one NAT
+   address do not share one budget);
 3. token and server-side session, 4. tenant and membership, 5. IP allowlist,
    body media type — :class:`Authenticate`;
 6. RBAC guard from the route's declared permission (:func:`rbac_guard`);
@@ -42,6 +46,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from crm_http_litestar.access import NoAccess
 from crm_http_litestar.client_ip import resolve_client_ip
 from crm_http_litestar.problems import Unauthenticated, UnsupportedMediaType, problem_response
+from crm_http_litestar.rate_limit import RateLimited, RateLimits
 from crm_http_litestar.tokens import InvalidToken, bearer_token
 
 if TYPE_CHECKING:
@@ -246,29 +251,51 @@ async def _audit_request(
 
 
 class Authenticate:
-    """Token → session → tenant → membership → IP allowlist → body media type."""
+    """Rate limit → token → session → tenant → membership → IP allowlist → body media type."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or _opt(scope).get("public"):
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        opt = _opt(scope)
+        if opt.get("public"):
+            if not opt.get("no_rate_limit"):
+                # Public routes (sign-in, docs) prove no identity: the address pays.
+                runtime_of(scope).rate_limits.spend_address(scope["state"][STATE_KEY].client_ip)
             await self.app(scope, receive, send)
             return
         runtime = runtime_of(scope)
         state: RequestState = scope["state"][STATE_KEY]
+        limits = runtime.rate_limits
 
+        # Before the token is read: an address that spent its budget on failures gets
+        # no more answers to its guesses, right or wrong, until the budget refills.
+        try:
+            limits.check_address(state.client_ip)
+        except RateLimited:
+            state.detail = "rate limited: address"
+            raise
         token = bearer_token(_header(scope, b"authorization"))
         if token is None:
             state.detail = "no bearer token"
+            _spend_address(limits, state)
             raise Unauthenticated("sign in first: send Authorization: Bearer <token>")
         try:
             claims, _session = await runtime.sessions.authenticate(token)
         except InvalidToken as exc:
             state.detail = f"invalid token: {exc}"
+            _spend_address(limits, state)
             raise Unauthenticated("the token is not valid or its session has ended") from None
         state.user_id = claims.user_id
         state.session_id = claims.session_id
+        try:
+            limits.spend_user(claims.user_id)
+        except RateLimited:
+            state.detail = "rate limited: user"
+            raise
 
         location_id = claims.location_id
         host_location = await _location_from_host(runtime, scope)
@@ -311,6 +338,15 @@ class Authenticate:
             request_path=state.path,
         )
         await self.app(scope, receive, send)
+
+
+def _spend_address(limits: RateLimits, state: RequestState) -> None:
+    """A failed authentication costs its address one request (429 once the budget is spent)."""
+    try:
+        limits.spend_address(state.client_ip)
+    except RateLimited:
+        state.detail = f"rate limited: address ({state.detail})"
+        raise
 
 
 def _has_body(scope: Scope) -> bool:

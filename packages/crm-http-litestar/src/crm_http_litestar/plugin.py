@@ -11,19 +11,18 @@ from crm_domain import __version__ as domain_version
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
-from litestar import Litestar, Request, Router
+from litestar import Litestar, Router
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.middleware import DefineMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 from litestar.types import ControllerRouterHandler
 
+from crm_http_litestar.docs_ui import SCHEMA_PATH, swagger_assets_handler, swagger_plugin
 from crm_http_litestar.pipeline import (
     STATE_KEY,
     Authenticate,
@@ -79,17 +78,9 @@ class CrmPlugin(InitPluginProtocol):
         app_config.lifespan.append(self._lifespan)
         app_config.on_startup.append(check_route_permissions)
 
-        middleware: list[Any] = [DefineMiddleware(RequestGate)]
-        if settings.rate_limit_per_minute > 0:
-            middleware.append(
-                RateLimitConfig(
-                    rate_limit=("minute", settings.rate_limit_per_minute),
-                    identifier_for_request=_rate_limit_key,
-                    exclude_opt_key="no_rate_limit",
-                    set_rate_limit_headers=True,
-                ).middleware
-            )
-        middleware.append(DefineMiddleware(Authenticate))
+        # Rate limits are applied inside Authenticate: the address budget before the
+        # token is read, the user's budget once the token names the user.
+        middleware: list[Any] = [DefineMiddleware(RequestGate), DefineMiddleware(Authenticate)]
         app_config.middleware = [*middleware, *app_config.middleware]
         app_config.guards = [rbac_guard, *app_config.guards]
         app_config.exception_handlers = {
@@ -119,9 +110,13 @@ class CrmPlugin(InitPluginProtocol):
                 "in that location's IP allowlist. Each operation names its permission. "
                 "Errors are RFC 9457 problem details."
             ),
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
-            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
+            path=SCHEMA_PATH,
+            # Swagger UI from a pinned package, served here: the page works offline and
+            # changes only with uv.lock (Litestar's defaults load a CDN's latest copy).
+            render_plugins=[swagger_plugin()],
+            openapi_router=Router(
+                path=SCHEMA_PATH, route_handlers=[swagger_assets_handler()], opt={"public": True}
+            ),
             components=Components(
                 security_schemes={
                     "session": SecurityScheme(
@@ -160,12 +155,6 @@ class CrmPlugin(InitPluginProtocol):
                 if worker is not None:
                     await worker.stop()
                 app.state.pop(STATE_KEY, None)
-
-
-def _rate_limit_key(request: Request[Any, Any, Any]) -> str:
-    state = request.scope["state"].get(STATE_KEY)
-    address = getattr(state, "client_ip", None)
-    return address or "unknown"
 
 
 __all__ = ["CrmConfig", "CrmPlugin"]

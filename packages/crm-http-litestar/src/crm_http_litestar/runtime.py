@@ -23,6 +23,7 @@ from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
 from crm_http_litestar.access import AccessResolver
 from crm_http_litestar.audit import GroupCommitAuditRecorder
 from crm_http_litestar.google import GoogleIdTokenVerifier
+from crm_http_litestar.rate_limit import RateLimits
 from crm_http_litestar.sessions import SessionManager
 from crm_http_litestar.settings import Settings
 from crm_http_litestar.tokens import TokenCodec
@@ -44,6 +45,7 @@ class CrmRuntime:
     grants: GrantSource
     google: GoogleIdTokenVerifier
     services: Services
+    rate_limits: RateLimits
     ai: AIProvider | None = None
 
 
@@ -131,6 +133,12 @@ async def open_runtime(
                 hosted_domains=settings.google_hosted_domains,
             ),
             services=services,
+            # The app's clock, so tests move time instead of sleeping.
+            rate_limits=RateLimits(
+                per_user=settings.rate_limit_per_user,
+                per_address=settings.rate_limit_per_address,
+                now=lambda: clock.now().timestamp(),
+            ),
             ai=ai,
         )
         try:

@@ -109,8 +109,11 @@ class Settings:
     google_hosted_domains: tuple[str, ...] = ()
     #: Seconds roles, memberships and IP rules may be cached (CONTRACT: at most 60).
     access_cache_ttl: int = 30
-    #: Requests per minute per client address; 0 turns rate limiting off.
-    rate_limit_per_minute: int = 600
+    #: Requests per minute per signed-in user (all their sessions together); 0 = no limit.
+    rate_limit_per_user: int = 600
+    #: Requests per minute per client address (IPv6: per /64) that prove no identity:
+    #: public routes, no token, a token or session that is not valid; 0 = no limit.
+    rate_limit_per_address: int = 120
     max_body_bytes: int = 1_000_000
     #: Browser origins allowed by CORS; empty (the default) sends no CORS headers at all.
     cors_origins: tuple[str, ...] = ()
@@ -156,7 +159,13 @@ class Settings:
             or "https://www.googleapis.com/oauth2/v3/certs",
             google_hosted_domains=_list(env, "CRM_GOOGLE_HOSTED_DOMAINS"),
             access_cache_ttl=cache_ttl,
-            rate_limit_per_minute=_int(env, "CRM_RATE_LIMIT_PER_MINUTE", 600),
+            # CRM_RATE_LIMIT_PER_MINUTE is the former name (then per address, for everyone).
+            rate_limit_per_user=_int(
+                env,
+                "CRM_RATE_LIMIT_PER_USER",
+                _int(env, "CRM_RATE_LIMIT_PER_MINUTE", 600),
+            ),
+            rate_limit_per_address=_int(env, "CRM_RATE_LIMIT_PER_ADDRESS", 120),
             max_body_bytes=_int(env, "CRM_MAX_BODY_BYTES", 1_000_000, minimum=1024),
             cors_origins=_list(env, "CRM_CORS_ORIGINS"),
             run_worker=_bool(env, "CRM_RUN_WORKER", True),
