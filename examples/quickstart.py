@@ -41,10 +41,9 @@ async def main() -> None:
     )
 
     # The receptionist, as the HTTP layer would resolve them from a session token.
-    location, membership = await services.access.resolve_access(member.user.id, "sydney")
-    reception = Context.for_roles(
-        location.id, member.user.id, [membership.role], client_ip="127.0.0.1"
-    )
+    access = await services.access.resolve_access(member.user.id, "sydney")
+    location = access.location
+    reception = Context.for_roles(location.id, member.user.id, access.roles, client_ip="127.0.0.1")
     contact = await services.contacts.create(
         reception,
         CreateContact(
@@ -69,7 +68,7 @@ async def main() -> None:
 
     allowlist = await services.access.allowlist(location.id)
     print(f"location: {location.code} ({location.name}, {location.timezone}) id={location.id}")
-    print(f"user:     {member.user.email} as {membership.role.value} at {location.code}")
+    print(f"user:     {member.user.email} as {access.membership.role.value} at {location.code}")
     print(f"contact:  {contact.full_name} <{contact.email}> {contact.phone} id={contact.id}")
     print(
         f"booking:  {booking.service_type} {booking.starts_at.isoformat()} "

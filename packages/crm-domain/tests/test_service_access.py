@@ -8,13 +8,14 @@ from typing import Any
 import attrs
 import pytest
 
+from crm_domain.bootstrap import bootstrap
 from crm_domain.clock import FixedClock
 from crm_domain.context import Context
 from crm_domain.entities import Action, Resource, Role
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from crm_domain.memory import InMemoryGateway
 from crm_domain.policies import DEFAULT_GRANTS, Authorizer, GrantSource
-from crm_domain.services import AddUser, AllowIp, CreateLocation, UpdateLocation
+from crm_domain.services import AddUser, AllowIp, CreateLocation, NoAccess, UpdateLocation
 
 pytestmark = pytest.mark.anyio
 
@@ -94,10 +95,12 @@ async def test_add_user_creates_once_and_updates_membership(world: Any) -> None:
 async def test_resolve_access(world: Any) -> None:
     access = world.services.access
     member = await access.add_user(world.ctx(), AddUser(email="r@example.com", role="receptionist"))
-    location, membership = await access.resolve_access(member.user.id, "sydney")
-    assert (location.id, membership.id) == (world.sydney.id, member.membership.id)
+    found = await access.resolve_access(member.user.id, "sydney")
+    assert (found.location.id, found.membership.id) == (world.sydney.id, member.membership.id)
+    assert found.roles == {Role.RECEPTIONIST}
+    membership = found.membership
     by_id = await access.resolve_access(member.user.id, world.sydney.id)
-    assert by_id == (location, membership)
+    assert by_id == found
     for user_id, where in (
         (member.user.id, "melbourne"),  # no membership there
         (member.user.id, "atlantis"),  # no such location
@@ -120,11 +123,14 @@ async def test_resolve_access_refuses_inactive_user_and_location(world: Any) -> 
     async with world.gateway.unit_of_work(None) as uow:
         await uow.users.update(attrs.evolve(member.user, is_active=False))
         await uow.commit()
+    # Written behind the service's back: seen once the cache is dropped (or its TTL passed).
+    access.invalidate()
     with pytest.raises(PermissionDenied):
         await access.resolve_access(member.user.id, "sydney")
     async with world.gateway.unit_of_work(None) as uow:
         await uow.users.update(member.user)
         await uow.commit()
+    access.invalidate()
     await access.resolve_access(member.user.id, "sydney")
     await access.update_location(world.ctx(), UpdateLocation(is_active=False))
     with pytest.raises(PermissionDenied):
@@ -225,3 +231,45 @@ async def test_grant_source_reads_the_store_and_caches_for_at_most_60_seconds() 
     assert not await authorizer.allowed(ctx, Resource.BOOKINGS, Action.CREATE)
     with pytest.raises(ValueError, match="60 seconds"):
         GrantSource(gateway, clock, ttl=timedelta(seconds=61))
+
+
+async def test_the_access_cache_keeps_outside_changes_for_its_ttl_only(world: Any) -> None:
+    access = world.services.access
+    member = await access.add_user(world.ctx(), AddUser(email="t@example.com", role="doctor"))
+    await access.allow_ip(world.ctx(), AllowIp(cidr="10.1.0.0/16"))
+    assert (await access.resolve_access(member.user.id, "sydney")).roles == {Role.DOCTOR}
+    assert (await access.allowlist(world.sydney.id)).allows("10.1.2.3")
+    # Another process (another worker, the CLI) ends the membership and the rule.
+    async with world.gateway.unit_of_work(None) as uow:
+        await uow.memberships.update(attrs.evolve(member.membership, is_active=False))
+        await uow.commit()
+    async with world.gateway.unit_of_work(world.sydney.id) as uow:
+        for rule in await uow.ip_rules.active():
+            await uow.ip_rules.delete(rule.id)
+        await uow.commit()
+    world.clock.advance(timedelta(seconds=29))
+    await access.resolve_access(member.user.id, "sydney")  # still cached
+    assert (await access.allowlist(world.sydney.id)).allows("10.1.2.3")
+    world.clock.advance(timedelta(seconds=1))
+    with pytest.raises(NoAccess):
+        await access.resolve_access(member.user.id, "sydney")
+    assert not (await access.allowlist(world.sydney.id)).allows("10.1.2.3")
+
+
+async def test_the_services_own_writes_take_effect_at_once(world: Any) -> None:
+    access = world.services.access
+    with pytest.raises(NotFound):
+        await access.find_location("hobart")  # a miss, cached
+    place = await access.create_location(
+        world.ctx(), CreateLocation(code="hobart", name="Hobart", timezone="Australia/Hobart")
+    )
+    assert (await access.find_location("hobart")).id == place.id
+    member = await access.add_user(world.ctx(), AddUser(email="u@example.com", role="doctor"))
+    await access.resolve_access(member.user.id, "sydney")
+    await access.add_user(world.ctx(), AddUser(email="u@example.com", role="receptionist"))
+    assert (await access.resolve_access(member.user.id, "sydney")).roles == {Role.RECEPTIONIST}
+
+
+def test_the_cache_ttl_is_bounded_by_the_contract() -> None:
+    with pytest.raises(ValueError, match="60 seconds"):
+        bootstrap(InMemoryGateway(), access_cache_ttl=timedelta(seconds=61))

@@ -9,6 +9,7 @@ no default unit of work.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 import attrs
 
@@ -75,6 +76,7 @@ def bootstrap(
     sms_sender: SmsSender | None = None,
     audit_recorder: AuditRecorder | None = None,
     prevent_booking_overlaps: bool = True,
+    access_cache_ttl: timedelta = timedelta(seconds=30),
 ) -> Services:
     """Build the services on ``gateway``.
 
@@ -86,11 +88,16 @@ def bootstrap(
     ``normal``, inbound SMS are read by keywords only (opt-outs still act) and
     go to reception; :class:`crm_domain.memory.RuleOfThumbAI` is the in-library
     fake for tests and examples, ``crm-ai`` the real providers.
+
+    ``access_cache_ttl`` (at most 60 s) is how long this process's one access
+    cache keeps role grants, memberships, location lookups and IP allowlists:
+    a change made elsewhere takes effect within it, one made through the
+    services at once.
     """
     clock = clock or SystemClock()
     ids = ids or UlidFactory()
     recorder = audit_recorder or DirectAuditRecorder(gateway)
-    grants = GrantSource(gateway, clock)
+    grants = GrantSource(gateway, clock, ttl=access_cache_ttl)
     authorizer = Authorizer(grants)
     ports = (gateway, authorizer, recorder, clock, ids)
     return Services(
@@ -98,7 +105,7 @@ def bootstrap(
         bookings=BookingService(*ports, prevent_overlaps=prevent_booking_overlaps),
         tasks=TaskService(*ports, ai=ai),
         sms=SmsService(*ports, ai=ai, sender=sms_sender),
-        access=AccessService(*ports),
+        access=AccessService(*ports, cache_ttl=access_cache_ttl),
         audit=AuditService(*ports),
         authorizer=authorizer,
         grants=grants,

@@ -35,15 +35,15 @@ import attrs
 from crm_domain.audit import AuditAction
 from crm_domain.context import Context
 from crm_domain.entities import AuditEntry, AuditOutcome, Role
-from crm_domain.errors import CrmError, IpNotAllowed, PermissionDenied, Unavailable
+from crm_domain.errors import CrmError, IpNotAllowed, NotFound, PermissionDenied, Unavailable
 from crm_domain.policies import is_allowed
+from crm_domain.services import NoAccess
 from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from crm_http_litestar.access import NoAccess
 from crm_http_litestar.client_ip import resolve_client_ip
 from crm_http_litestar.problems import Unauthenticated, UnsupportedMediaType, problem_response
 from crm_http_litestar.rate_limit import RateLimited, RateLimits
@@ -308,7 +308,7 @@ class Authenticate:
             state.detail = "no location in token or host"
             raise PermissionDenied("no location chosen: use a token issued for a location")
         try:
-            access = await runtime.access.access(claims.user_id, location_id)
+            access = await runtime.services.access.resolve_access(claims.user_id, location_id)
         except NoAccess:
             state.detail = "no active membership"
             raise
@@ -370,10 +370,10 @@ async def _location_from_host(runtime: CrmRuntime, scope: Scope) -> str | None:
     code = host[: -len(suffix)]
     if not code or "." in code:
         return None
-    location_id = await runtime.access.location_id_for_code(code)
-    if location_id is None:
-        raise NoAccess("no such location")
-    return location_id
+    try:
+        return (await runtime.services.access.find_location(code)).id
+    except NotFound:
+        raise NoAccess("no such location") from None
 
 
 async def rbac_guard(

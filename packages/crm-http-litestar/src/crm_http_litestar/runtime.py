@@ -20,7 +20,6 @@ from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
 
-from crm_http_litestar.access import AccessResolver
 from crm_http_litestar.audit import GroupCommitAuditRecorder
 from crm_http_litestar.google import GoogleIdTokenVerifier
 from crm_http_litestar.rate_limit import RateLimits
@@ -41,7 +40,6 @@ class CrmRuntime:
     ids: IdFactory
     recorder: GroupCommitAuditRecorder
     sessions: SessionManager
-    access: AccessResolver
     grants: GrantSource
     google: GoogleIdTokenVerifier
     services: Services
@@ -55,11 +53,19 @@ def build_services(
     ids: IdFactory,
     ai: AIProvider | None,
     recorder: GroupCommitAuditRecorder,
+    access_cache_ttl: int = 30,
 ) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
     from crm_domain.bootstrap import bootstrap
 
-    return bootstrap(gateway, clock=clock, ids=ids, ai=ai, audit_recorder=recorder)
+    return bootstrap(
+        gateway,
+        clock=clock,
+        ids=ids,
+        ai=ai,
+        audit_recorder=recorder,
+        access_cache_ttl=timedelta(seconds=access_cache_ttl),
+    )
 
 
 def load_optional_ai(settings: Settings) -> AIProvider | None:
@@ -105,7 +111,7 @@ async def open_runtime(
             secret_key=secret, issuer=settings.token_issuer, audience=settings.token_audience
         )
         ai = ai or load_optional_ai(settings)
-        services = build_services(gateway, clock, ids, ai, recorder)
+        services = build_services(gateway, clock, ids, ai, recorder, settings.access_cache_ttl)
         runtime = CrmRuntime(
             settings=settings,
             gateway=gateway,
@@ -119,11 +125,6 @@ async def open_runtime(
                 ids,
                 token_ttl=timedelta(seconds=settings.token_ttl),
                 idle_timeout=timedelta(seconds=settings.session_idle_timeout),
-            ),
-            access=AccessResolver(
-                gateway,
-                ttl_seconds=settings.access_cache_ttl,
-                monotonic=lambda: clock.now().timestamp(),
             ),
             grants=services.grants,
             google=GoogleIdTokenVerifier(

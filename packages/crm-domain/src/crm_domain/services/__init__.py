@@ -8,7 +8,7 @@ work and produces exactly one audit entry (see :mod:`crm_domain.audit`).
 
 from crm_domain.services._ai import lead_profile
 from crm_domain.services._base import Call, ServiceBase
-from crm_domain.services.access import AccessService, Member
+from crm_domain.services.access import Access, AccessService, Member, NoAccess
 from crm_domain.services.audit import AuditService, ChainReport
 from crm_domain.services.bookings import MAX_BOOKING_LENGTH, BookingService
 from crm_domain.services.commands import (
@@ -45,6 +45,7 @@ __all__ = [
     "UNSET",
     "WARMNESS_EVENTS",
     "WARMNESS_RECEIPTS",
+    "Access",
     "AccessService",
     "AddTouchpoint",
     "AddUser",
@@ -62,6 +63,7 @@ __all__ = [
     "EventHandler",
     "EventName",
     "Member",
+    "NoAccess",
     "RescheduleBooking",
     "RescoreWarmness",
     "ServiceBase",

@@ -1,10 +1,15 @@
 """Administration of access: locations, staff, IP allowlists, permissions.
 
-Also the read path of the HTTP security pipeline — :meth:`AccessService.resolve_access`
-(which membership does this user hold at this location?) and
+Also the read path of every entry point — :meth:`AccessService.resolve_access`
+(which membership does this user hold at this location?),
+:meth:`AccessService.find_location` (which location has this code?) and
 :meth:`AccessService.allowlist` (which client addresses may reach it?).  Those
-two take no :class:`Context` (they run before one exists) and write no audit
-entry: the pipeline audits the request they belong to.
+take no :class:`Context` (they run before one exists) and write no audit
+entry: the pipeline audits the request they belong to.  They are the one
+access cache of a process: answers are kept for ``cache_ttl`` (at most 60 s,
+the contract's bound; the HTTP server's ``CRM_ACCESS_CACHE_TTL``), so a change
+made elsewhere — another worker, the CLI, the database — takes effect within
+that time, and a change made through this service at once.
 
 Everything else is an admin use case checked against RBAC and audited like any
 other.  Staff, memberships and IP rules are managed at the caller's own
@@ -15,8 +20,9 @@ will live.  Operators working from the CLI pass ``Context.system(location_id)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar, cast
 
 import attrs
 
@@ -27,7 +33,9 @@ from crm_domain.entities import (
     IpRule,
     Location,
     Membership,
+    PermissionOverride,
     Resource,
+    Role,
     StaffUser,
 )
 from crm_domain.errors import Conflict, NotFound, PermissionDenied
@@ -47,6 +55,39 @@ from crm_domain.services.commands import (
 )
 from crm_domain.services.events import EventName
 from crm_domain.values import parse_cidr, parse_email
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Access:
+    """A user's standing at one location, as the store says: the location and the membership."""
+
+    location: Location
+    membership: Membership
+
+    @property
+    def user_id(self) -> str:
+        """The user's id."""
+        return self.membership.user_id
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The roles the membership gives (one per membership today)."""
+        return frozenset({self.membership.role})
+
+    @property
+    def custom_permissions(self) -> tuple[PermissionOverride, ...]:
+        """The membership's single-grant additions and removals."""
+        return self.membership.custom_permissions
+
+
+class NoAccess(PermissionDenied):
+    """No active user with an active membership at an active location of that code or id."""
+
+
+#: The contract's bound on how long roles and IP rules may be cached.
+MAX_CACHE_TTL = timedelta(seconds=60)
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -72,11 +113,28 @@ class AccessService:
         clock: Clock,
         ids: IdFactory,
         *,
-        allowlist_ttl: timedelta = timedelta(seconds=30),
+        cache_ttl: timedelta = timedelta(seconds=30),
     ) -> None:
+        if cache_ttl > MAX_CACHE_TTL:
+            raise ValueError("roles and IP rules may be cached for at most 60 seconds")
         self._base = ServiceBase(gateway, authorizer, recorder, clock, ids)
-        self._allowlist_ttl = allowlist_ttl
-        self._allowlists: dict[str, tuple[datetime, IpAllowlist]] = {}
+        self._ttl = cache_ttl
+        # One cache for the read path, keyed by kind: ("access", user, location),
+        # ("location", code or id), ("allowlist", location id).  Misses are kept too.
+        self._cache: dict[tuple[str, ...], tuple[datetime, object]] = {}
+
+    def invalidate(self) -> None:
+        """Forget every cached answer (this service's own writes do it themselves)."""
+        self._cache.clear()
+
+    async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[_T]]) -> _T:
+        now = self._base.clock.now()
+        hit = self._cache.get(key)
+        if hit is not None and timedelta(0) <= now - hit[0] < self._ttl:
+            return cast("_T", hit[1])
+        value = await load()
+        self._cache[key] = (now, value)
+        return value
 
     # -- locations ------------------------------------------------------------
 
@@ -86,6 +144,14 @@ class AccessService:
         The new location has no IP rule, so nobody reaches it over HTTP until
         one is added.  A taken code is a ``Conflict``.
         """
+        try:
+            return await self._create_location(ctx, command)
+        finally:
+            # A lookup of the new code may have been cached as a miss.
+            self.invalidate()
+
+    async def _create_location(self, ctx: Context, command: CreateLocation) -> Location:
+        """Run :meth:`create_location` (the caller invalidates the access cache)."""
         base = self._base
         location_id = base.ids.new_id()
         async with base.use_case(
@@ -148,6 +214,14 @@ class AccessService:
 
     async def update_location(self, ctx: Context, command: UpdateLocation) -> Location:
         """Change the caller's location — ``locations:update``; emits ``LocationUpdated``."""
+        try:
+            return await self._update_location(ctx, command)
+        finally:
+            # The read path's cache must not serve the old answer.
+            self.invalidate()
+
+    async def _update_location(self, ctx: Context, command: UpdateLocation) -> Location:
+        """Run :meth:`update_location` (the caller invalidates the access cache)."""
         async with self._base.use_case(
             ctx,
             Resource.LOCATIONS,
@@ -181,6 +255,14 @@ class AccessService:
         the location gets the new role and custom permissions and is re-activated.
         Emits ``MembershipGranted``.
         """
+        try:
+            return await self._add_user(ctx, command)
+        finally:
+            # The read path's cache must not serve the old answer.
+            self.invalidate()
+
+    async def _add_user(self, ctx: Context, command: AddUser) -> Member:
+        """Run :meth:`add_user` (the caller invalidates the access cache)."""
         base = self._base
         async with base.use_case(
             ctx,
@@ -261,6 +343,14 @@ class AccessService:
         The user's next request at this location is refused (roles are read
         from the store on each request).  Emits ``MembershipDeactivated``.
         """
+        try:
+            return await self._deactivate_membership(ctx, membership_id)
+        finally:
+            # The read path's cache must not serve the old answer.
+            self.invalidate()
+
+    async def _deactivate_membership(self, ctx: Context, membership_id: str) -> Membership:
+        """Run :meth:`deactivate_membership` (the caller invalidates the access cache)."""
         async with self._base.use_case(
             ctx,
             Resource.USERS,
@@ -324,7 +414,7 @@ class AccessService:
             await call.emit(
                 EventName.IP_RULE_ADDED, "ip_rule", rule.id, {"ip_rule_id": rule.id, "cidr": cidr}
             )
-        self._allowlists.pop(ctx.tenant_id, None)
+        self.invalidate()
         return rule
 
     async def list_ip_rules(self, ctx: Context, query: IpRuleQuery | None = None) -> Page[IpRule]:
@@ -367,7 +457,7 @@ class AccessService:
                 rule.id,
                 {"ip_rule_id": rule.id, "cidr": canonical},
             )
-        self._allowlists.pop(ctx.tenant_id, None)
+        self.invalidate()
 
     # -- permissions --------------------------------------------------------------
 
@@ -404,55 +494,58 @@ class AccessService:
         Like :meth:`resolve_access` this takes no :class:`Context`: entry points
         call it to learn which location a request or an operator's command is
         about before a context exists (a location's code, name and timezone are
-        not patient data, so the lookup is not audited).
+        not patient data, so the lookup is not audited).  Cached.
         """
-        async with self._base.gateway.unit_of_work(None) as uow:
-            location = await self._find_location(uow, location_code_or_id)
+        location = await self._location(location_code_or_id)
         if location is None:
             raise NotFound(f"no location with code {location_code_or_id!r}")
         return location
 
-    async def resolve_access(
-        self, user_id: str, location_code_or_id: str
-    ) -> tuple[Location, Membership]:
-        """The location and the user's active membership there.
+    async def _location(self, code_or_id: str) -> Location | None:
+        async def load() -> Location | None:
+            async with self._base.gateway.unit_of_work(None) as uow:
+                return await self._find_location(uow, code_or_id)
 
-        Raises :class:`PermissionDenied` when the user is unknown or inactive,
-        the location is unknown or inactive, or the user holds no active
-        membership there — one error for all, so the answer reveals nothing
-        about which locations exist.
+        return await self._cached(("location", code_or_id), load)
+
+    async def resolve_access(self, user_id: str, location_code_or_id: str) -> Access:
+        """The location and the user's active membership there (cached).
+
+        Raises :class:`NoAccess` (a ``PermissionDenied``) when the user is
+        unknown or inactive, the location is unknown or inactive, or the user
+        holds no active membership there — one error for all, so the answer
+        reveals nothing about which locations exist.
         """
-        denied = PermissionDenied("no active membership at this location")
-        async with self._base.gateway.unit_of_work(None) as uow:
-            location = await self._find_location(uow, location_code_or_id)
+        location = await self._location(location_code_or_id)
+
+        async def load() -> Access | None:
             if location is None or not location.is_active:
-                raise denied
-            try:
-                user = await uow.users.get(user_id)
-            except NotFound:
-                raise denied from None
-            if not user.is_active:
-                raise denied
-            membership = await self._membership_at(uow, user_id, location.id)
-        if membership is None or not membership.is_active:
-            raise denied
-        return location, membership
+                return None
+            async with self._base.gateway.unit_of_work(None) as uow:
+                try:
+                    user = await uow.users.get(user_id)
+                except NotFound:
+                    return None
+                membership = await self._membership_at(uow, user_id, location.id)
+            if not user.is_active or membership is None or not membership.is_active:
+                return None
+            return Access(location=location, membership=membership)
+
+        where = location_code_or_id if location is None else location.id
+        access = await self._cached(("access", user_id, where), load)
+        if access is None:
+            raise NoAccess("no active membership at this location")
+        return access
 
     async def allowlist(self, location_id: str) -> IpAllowlist:
-        """The location's active IP rules as an :class:`IpAllowlist` (empty: nobody).
+        """The location's active IP rules as an :class:`IpAllowlist` (empty: nobody); cached."""
 
-        Cached per location for ``allowlist_ttl`` (and dropped at once when this
-        service changes the location's rules).
-        """
-        now = self._base.clock.now()
-        cached = self._allowlists.get(location_id)
-        if cached is not None and timedelta(0) <= now - cached[0] < self._allowlist_ttl:
-            return cached[1]
-        async with self._base.gateway.unit_of_work(location_id) as uow:
-            rules: Sequence[IpRule] = await uow.ip_rules.active()
-        allowlist = IpAllowlist.from_cidrs(rule.cidr for rule in rules)
-        self._allowlists[location_id] = (now, allowlist)
-        return allowlist
+        async def load() -> IpAllowlist:
+            async with self._base.gateway.unit_of_work(location_id) as uow:
+                rules: Sequence[IpRule] = await uow.ip_rules.active()
+            return IpAllowlist.from_cidrs(rule.cidr for rule in rules)
+
+        return await self._cached(("allowlist", location_id), load)
 
     # -- helpers ------------------------------------------------------------------
 
@@ -487,4 +580,4 @@ class AccessService:
             query = attrs.evolve(query, cursor=page.next_cursor)
 
 
-__all__ = ["AccessService", "Member"]
+__all__ = ["MAX_CACHE_TTL", "Access", "AccessService", "Member", "NoAccess"]

@@ -240,7 +240,6 @@ async def add_user(
 
     async def produce() -> MemberOut:
         member = await pipeline.use_case(services.access.add_user(ctx, command))
-        runtime.access.invalidate()
         return _member(member)
 
     return await idempotent(request, pipeline, runtime, produce)
@@ -269,9 +268,7 @@ async def deactivate_user(
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
-    runtime = crm.runtime
     membership = await pipeline.use_case(services.access.deactivate_membership(ctx, id))
-    runtime.access.invalidate()
     return {"membership_id": membership.id, "is_active": membership.is_active}
 
 

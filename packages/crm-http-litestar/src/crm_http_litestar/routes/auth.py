@@ -8,11 +8,11 @@ import attrs
 import msgspec
 from crm_domain.entities import Location
 from crm_domain.errors import NotFound, PermissionDenied, ValidationError
+from crm_domain.services import NoAccess
 from crm_domain.values import parse_email
 from litestar import Router, get, post
 from litestar.params import JSONBody
 
-from crm_http_litestar.access import NoAccess
 from crm_http_litestar.google import InvalidGoogleToken
 from crm_http_litestar.problems import Unauthenticated
 from crm_http_litestar.routes._deps import CrmDep
@@ -118,7 +118,7 @@ async def _choose_location(runtime: CrmRuntime, user_id: str, code: str | None) 
             if len({m.location_id for m in active}) != 1:
                 return None
             location = await uow.locations.get(active[0].location_id)
-    access = await runtime.access.access(user_id, location.id)
+    access = await runtime.services.access.resolve_access(user_id, location.id)
     return access.location
 
 
