@@ -9,6 +9,7 @@ accident — it must be added here too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
@@ -36,11 +37,13 @@ def out(entity: object, schema: type[S]) -> S:
     return msgspec.convert(entity, schema, from_attributes=True)
 
 
-def listing(page: Page[Any], schema: type[S]) -> Listing[S]:
-    """A page of entities as a :class:`Listing` of ``schema``."""
+def listing(
+    page: Page[Any], schema: type[S], seal: Callable[[str | None], str | None]
+) -> Listing[S]:
+    """A page of entities as a :class:`Listing` of ``schema``; ``seal`` wraps its cursor."""
     return Listing(
         items=[msgspec.convert(item, schema, from_attributes=True) for item in page.items],
-        next_cursor=page.next_cursor,
+        next_cursor=seal(page.next_cursor),
     )
 
 

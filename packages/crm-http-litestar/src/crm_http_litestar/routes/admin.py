@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import attrs
 import msgspec
-from crm_domain.entities import AuditEntry, PermissionOverride
-from crm_domain.errors import NotFound, ValidationError
+from crm_domain.entities import AuditEntry, AuditOutcome, PermissionOverride, Role
+from crm_domain.errors import NotFound
 from crm_domain.queries import (
+    DEFAULT_LIMIT,
+    MAX_FILTER_LENGTH,
     MAX_LIMIT,
     AuditQuery,
     IpRuleQuery,
@@ -20,7 +23,7 @@ from crm_domain.queries import (
 )
 from crm_domain.services import UNSET, AddUser, AllowIp, CreateLocation, Member, UpdateLocation
 from litestar import Request, Response, Router, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from crm_http_litestar.pipeline import RequestState
 from crm_http_litestar.routes._common import IDEMPOTENCY_NOTE, before_service, idempotent
@@ -32,6 +35,7 @@ from crm_http_litestar.routes._docs import (
     permission_doc,
     responses,
 )
+from crm_http_litestar.routes._query import Cursor, Instant, Limit, Text, strict_query
 from crm_http_litestar.schemas import (
     AuditEntryOut,
     IpRuleIn,
@@ -67,21 +71,24 @@ def _domain(value: Any) -> Any:
 )
 async def list_locations(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    code: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    code: Text = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[LocationOut]:
     """One page of locations."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = before_service(
         pipeline,
-        lambda: LocationQuery(limit=limit, cursor=cursor, code=code, is_active=is_active),
+        lambda: LocationQuery(
+            limit=limit, cursor=cursors.open(cursor), code=code, is_active=is_active
+        ),
     )
     page = await pipeline.use_case(services.access.list_locations(ctx, query))
-    return listing(page, LocationOut)
+    return listing(page, LocationOut, cursors.seal)
 
 
 @post(
@@ -189,21 +196,26 @@ def _member(member: Member) -> MemberOut:
 )
 async def list_users(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    role: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    role: FromQuery[Role | None] = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[MemberOut]:
     """One page of members of the caller's location."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = before_service(
         pipeline,
-        lambda: MembershipQuery(limit=limit, cursor=cursor, role=role, is_active=is_active),
+        lambda: MembershipQuery(
+            limit=limit, cursor=cursors.open(cursor), role=role, is_active=is_active
+        ),
     )
     page = await pipeline.use_case(services.access.list_users(ctx, query))
-    return Listing(items=[_member(m) for m in page.items], next_cursor=page.next_cursor)
+    return Listing(
+        items=[_member(m) for m in page.items], next_cursor=cursors.seal(page.next_cursor)
+    )
 
 
 @post(
@@ -287,18 +299,21 @@ async def deactivate_user(
 )
 async def list_ip_rules(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[IpRuleOut]:
     """One page of IP rules."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = before_service(
-        pipeline, lambda: IpRuleQuery(limit=limit, cursor=cursor, is_active=is_active)
+        pipeline,
+        lambda: IpRuleQuery(limit=limit, cursor=cursors.open(cursor), is_active=is_active),
     )
-    return listing(await pipeline.use_case(services.access.list_ip_rules(ctx, query)), IpRuleOut)
+    page = await pipeline.use_case(services.access.list_ip_rules(ctx, query))
+    return listing(page, IpRuleOut, cursors.seal)
 
 
 @post(
@@ -337,7 +352,9 @@ async def allow_ip(
     responses=responses(*READ_ONE_ERRORS),
     status_code=204,
 )
-async def remove_ip(crm: CrmDep, cidr: FromQuery[str]) -> None:
+async def remove_ip(
+    crm: CrmDep, cidr: Annotated[str, QueryParameter(max_length=MAX_FILTER_LENGTH)]
+) -> None:
     """Remove a network from the allowlist."""
     ctx = crm.ctx
     services = crm.services
@@ -351,12 +368,12 @@ async def remove_ip(crm: CrmDep, cidr: FromQuery[str]) -> None:
 def _audit_query(
     pipeline: RequestState,
     limit: int,
-    cursor: str | None,
+    cursor: Callable[[], str | None],
     user_id: str | None,
     action: str | None,
     resource_type: str | None,
     resource_id: str | None,
-    outcome: str | None,
+    outcome: AuditOutcome | None,
     occurred_from: datetime | None,
     occurred_to: datetime | None,
 ) -> AuditQuery:
@@ -364,7 +381,7 @@ def _audit_query(
         pipeline,
         lambda: AuditQuery(
             limit=limit,
-            cursor=cursor,
+            cursor=cursor(),
             user_id=user_id,
             action=action,
             resource_type=resource_type,
@@ -385,24 +402,25 @@ def _audit_query(
 )
 async def list_audit(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    user_id: FromQuery[str | None] = None,
-    action: FromQuery[str | None] = None,
-    resource_type: FromQuery[str | None] = None,
-    resource_id: FromQuery[str | None] = None,
-    outcome: FromQuery[str | None] = None,
-    occurred_from: FromQuery[datetime | None] = None,
-    occurred_to: FromQuery[datetime | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    user_id: Text = None,
+    action: Text = None,
+    resource_type: Text = None,
+    resource_id: Text = None,
+    outcome: FromQuery[AuditOutcome | None] = None,
+    occurred_from: Instant = None,
+    occurred_to: Instant = None,
 ) -> Listing[AuditEntryOut]:
     """One page of audit entries."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = _audit_query(
         pipeline,
         limit,
-        cursor,
+        lambda: cursors.open(cursor),
         user_id,
         action,
         resource_type,
@@ -411,7 +429,8 @@ async def list_audit(
         occurred_from,
         occurred_to,
     )
-    return listing(await pipeline.use_case(services.audit.list(ctx, query)), AuditEntryOut)
+    page = await pipeline.use_case(services.audit.list(ctx, query))
+    return listing(page, AuditEntryOut, cursors.seal)
 
 
 _CSV_COLUMNS = tuple(AuditEntryOut.__struct_fields__)
@@ -431,14 +450,14 @@ _CSV_COLUMNS = tuple(AuditEntryOut.__struct_fields__)
 )
 async def export_audit(
     crm: CrmDep,
-    format: FromQuery[str] = "csv",
-    user_id: FromQuery[str | None] = None,
-    action: FromQuery[str | None] = None,
-    resource_type: FromQuery[str | None] = None,
-    resource_id: FromQuery[str | None] = None,
-    outcome: FromQuery[str | None] = None,
-    occurred_from: FromQuery[datetime | None] = None,
-    occurred_to: FromQuery[datetime | None] = None,
+    format: FromQuery[Literal["csv", "jsonl"]] = "csv",
+    user_id: Text = None,
+    action: Text = None,
+    resource_type: Text = None,
+    resource_id: Text = None,
+    outcome: FromQuery[AuditOutcome | None] = None,
+    occurred_from: Instant = None,
+    occurred_to: Instant = None,
 ) -> Response[bytes]:
     """Download matching entries as CSV or JSON lines.
 
@@ -448,13 +467,10 @@ async def export_audit(
     ctx = crm.ctx
     pipeline = crm.pipeline
     runtime = crm.runtime
-    if format not in ("csv", "jsonl"):
-        pipeline.keep_audit("bad export format")
-        raise ValidationError("format", "must be csv or jsonl")
     query = _audit_query(
         pipeline,
         MAX_LIMIT,
-        None,
+        lambda: None,
         user_id,
         action,
         resource_type,
@@ -510,4 +526,5 @@ def admin_router() -> Router:
             export_audit,
         ],
         tags=["admin"],
+        before_request=strict_query,
     )

@@ -17,6 +17,7 @@ from crm_http_litestar.google import InvalidGoogleToken
 from crm_http_litestar.problems import Unauthenticated
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import AUTH_ERRORS, responses
+from crm_http_litestar.routes._query import strict_query
 from crm_http_litestar.runtime import CrmRuntime
 
 #: The ``token_type`` of issued tokens (RFC 6750).
@@ -127,7 +128,7 @@ async def _choose_location(runtime: CrmRuntime, user_id: str, code: str | None) 
     opt={"authenticated": True, "audit_action": "LOGOUT", "audit_resource": "session"},
     summary="End the current session",
     description="Revokes the server-side session: the token stops working at once.",
-    responses=responses(*AUTH_ERRORS),
+    responses=responses(*AUTH_ERRORS, 422),
     status_code=204,
 )
 async def logout(crm: CrmDep) -> None:
@@ -142,7 +143,7 @@ async def logout(crm: CrmDep) -> None:
     "/me",
     opt={"authenticated": True, "audit_resource": "session"},
     summary="The signed-in user, location and roles",
-    responses=responses(*AUTH_ERRORS),
+    responses=responses(*AUTH_ERRORS, 422),
 )
 async def me(crm: CrmDep) -> Me:
     """Who the token belongs to."""
@@ -159,4 +160,9 @@ async def me(crm: CrmDep) -> Me:
 
 def auth_router() -> Router:
     """Routes under ``/auth``."""
-    return Router(path="/auth", route_handlers=[google_sign_in, logout, me], tags=["auth"])
+    return Router(
+        path="/auth",
+        route_handlers=[google_sign_in, logout, me],
+        tags=["auth"],
+        before_request=strict_query,
+    )
