@@ -2,11 +2,12 @@
 
 * :func:`strict_query` (every resource router's ``before_request`` hook)
   refuses, before any handler runs, a parameter the route does not declare,
-  one given twice, and a value outside the declared choices (an enum or
-  ``Literal``), each a 422 naming the parameter — the same problem as an
-  unknown or invalid body field.  Types and bounds (``limit``, lengths) are
-  Litestar's and msgspec's; filter semantics (aware times…) are the domain
-  query's, whose ``ValidationError`` names the same parameter.
+  one given twice, a value outside the declared choices (an enum or
+  ``Literal``) and a time that is not RFC 3339 with an offset, each a 422
+  naming the parameter — the same problem as an unknown or invalid body field.
+  Other types and bounds (``limit``, lengths) are Litestar's and msgspec's;
+  the domain query checks its filters again (aware times, enum values…) for
+  callers that do not come through HTTP.
 * :class:`CursorSeal`: the ``next_cursor`` a list answers is the domain's
   cursor plus an HMAC tag binding it to the list (the request path) and the
   location.  A cursor from another list, another location, another server key,
@@ -26,6 +27,7 @@ import typing
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 
+import msgspec
 from crm_domain.errors import ValidationError
 from crm_domain.queries import DEFAULT_LIMIT, MAX_FILTER_LENGTH, MAX_LIMIT
 from litestar import Request
@@ -77,22 +79,26 @@ ALWAYS_ALLOWED: frozenset[str] = frozenset()
 _DECLARED_KEY = "crm_declared_query"
 
 
-def _declared(handler: BaseRouteHandler) -> dict[str, frozenset[str] | None]:
-    """The query parameters ``handler`` declares: name → allowed values (``None``: any)."""
+#: What a declared parameter's raw value is checked against before Litestar parses it.
+Rule = frozenset[str] | type[datetime] | None
+
+
+def _declared(handler: BaseRouteHandler) -> dict[str, Rule]:
+    """The query parameters ``handler`` declares, each with its :data:`Rule`."""
     known = handler.opt.get(_DECLARED_KEY)
     if known is None:
         known = {}
         for name, field in handler.parsed_fn_signature.parameters.items():
             kwarg = field.kwarg_definition
             if isinstance(kwarg, QueryParameter):
-                known[kwarg.query or name] = _choices(field.annotation)
+                known[kwarg.query or name] = _rule(field.annotation)
         # Computed once per handler: its signature never changes after the app is built.
         handler.opt[_DECLARED_KEY] = known
-    return cast("dict[str, frozenset[str] | None]", known)
+    return cast("dict[str, Rule]", known)
 
 
-def _choices(annotation: Any) -> frozenset[str] | None:
-    """The values an enum or ``Literal`` annotation (also optional) allows; ``None``: any."""
+def _rule(annotation: Any) -> Rule:
+    """Choices of an enum or ``Literal`` annotation (also optional), ``datetime``, or ``None``."""
     values: set[str] = set()
     pending = [annotation]
     while pending:
@@ -100,21 +106,35 @@ def _choices(annotation: Any) -> frozenset[str] | None:
         origin = typing.get_origin(option)
         if origin is Literal:
             values.update(str(value) for value in typing.get_args(option))
-        elif origin in (Annotated, typing.Union, types.UnionType):
-            pending.extend(
-                typing.get_args(option)[:1] if origin is Annotated else typing.get_args(option)
-            )
+        elif origin is Annotated:
+            pending.append(typing.get_args(option)[0])
+        elif origin in (typing.Union, types.UnionType):
+            pending.extend(typing.get_args(option))
         elif isinstance(option, type) and issubclass(option, enum.Enum):
             values.update(str(member.value) for member in option)
+        elif option is datetime:
+            return datetime
     return frozenset(values) or None
 
 
-def _listed(values: frozenset[str]) -> str:
-    return ", ".join(sorted(values))
+def _problem(rule: Rule, value: str) -> str | None:
+    """Why ``value`` breaks ``rule``, or ``None``."""
+    if isinstance(rule, frozenset):
+        return None if value in rule else f"must be one of {', '.join(sorted(rule))}"
+    if rule is datetime:
+        # Litestar parses query times leniently (a number is a Unix time); the
+        # schema says RFC 3339, and a time without an offset names no instant.
+        try:
+            parsed = msgspec.convert(value, datetime)
+        except msgspec.ValidationError:
+            return "must be an ISO 8601 time with a UTC offset, e.g. 2026-12-01T09:00:00+11:00"
+        if parsed.utcoffset() is None:
+            return "must include a UTC offset (naive times are ambiguous)"
+    return None
 
 
 async def strict_query(request: Request[Any, Any, Any]) -> None:
-    """``before_request`` hook: unknown, repeated or out-of-choice query parameters are 422s."""
+    """``before_request`` hook: unknown, repeated or malformed query parameters are 422s."""
     declared = _declared(request.route_handler)
     params = request.query_params
     for name in params:
@@ -123,9 +143,9 @@ async def strict_query(request: Request[Any, Any, Any]) -> None:
         values = params.getall(name)
         if len(values) > 1:
             _refuse(request, name, "given more than once")
-        allowed = declared.get(name)
-        if allowed is not None and values[0] not in allowed:
-            _refuse(request, name, f"must be one of {_listed(allowed)}")
+        reason = _problem(declared.get(name), values[0])
+        if reason is not None:
+            _refuse(request, name, reason)
 
 
 def _refuse(request: Request[Any, Any, Any], name: str, reason: str) -> typing.NoReturn:

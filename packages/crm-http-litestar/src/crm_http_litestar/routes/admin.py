@@ -23,6 +23,7 @@ from crm_domain.queries import (
 )
 from crm_domain.services import UNSET, AddUser, AllowIp, CreateLocation, Member, UpdateLocation
 from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.openapi.spec import Operation
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from crm_http_litestar.pipeline import RequestState
@@ -436,6 +437,20 @@ async def list_audit(
 _CSV_COLUMNS = tuple(AuditEntryOut.__struct_fields__)
 
 
+class _ExportOperation(Operation):
+    """The export's 200 is CSV or JSON lines (``format``): the document names both."""
+
+    def to_schema(self) -> dict[str, Any]:
+        """The operation's OpenAPI object with both media types of its 200."""
+        schema = super().to_schema()
+        content = schema["responses"]["200"]["content"]
+        content["text/csv"]["schema"]["description"] = "`format=csv`: a header row, then entries"
+        content["application/x-ndjson"] = {
+            "schema": {"type": "string", "description": "`format=jsonl`: one entry per line"}
+        }
+        return schema
+
+
 @get(
     "/audit/export",
     opt={"permission": "audit:read", "audit_action": "EXPORT", "audit_resource": "audit"},
@@ -447,6 +462,7 @@ _CSV_COLUMNS = tuple(AuditEntryOut.__struct_fields__)
     ),
     responses=responses(*LIST_ERRORS),
     media_type="text/csv",
+    operation_class=_ExportOperation,
 )
 async def export_audit(
     crm: CrmDep,
