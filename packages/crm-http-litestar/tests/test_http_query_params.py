@@ -390,3 +390,44 @@ async def test_created_to_before_created_from_is_an_empty_page(world: World) -> 
     response = await world.client.get("/api/contacts", params=params, headers=headers)
     assert response.status_code == 200
     assert response.json()["items"] == []
+
+
+# --- leniency Schemathesis found ------------------------------------------------------------
+
+
+async def test_a_number_is_not_a_time_in_a_query(world: World) -> None:
+    headers = await world.headers("owner")
+    for value in ("0", "0.5", "1796418244", "2026-12-01"):
+        response = await world.client.get(
+            "/api/admin/audit/export", params={"occurred_to": value}, headers=headers
+        )
+        _assert_problem(response, "occurred_to", "ISO 8601")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/tasks", {"title": "Call back", "due_at": 0}, "due_at"),
+        ("/api/tasks", {"title": "Call back", "due_at": 1.5}, "due_at"),
+        (
+            "/api/contacts",
+            {"first_name": "A", "email": "lax@example.com", "warmness": "50"},
+            "warmness",
+        ),
+        (
+            "/api/contacts",
+            {"first_name": "A", "email": "lax@example.com", "sms_opt_in": "true"},
+            "sms_opt_in",
+        ),
+    ],
+)
+async def test_bodies_are_decoded_strictly(
+    world: World, path: str, body: dict[str, Any], field: str
+) -> None:
+    headers = await world.headers("owner")
+    before = len((await world.client.get(f"{path}?limit=200", headers=headers)).json()["items"])
+    response = await world.client.post(path, json=body, headers=headers)
+    problem = _assert_problem(response, field)
+    assert "Expected" in problem["detail"]
+    after = len((await world.client.get(f"{path}?limit=200", headers=headers)).json()["items"])
+    assert after == before

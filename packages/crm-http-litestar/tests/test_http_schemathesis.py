@@ -122,7 +122,7 @@ def _document() -> dict[str, Any]:
 DOCUMENT = _document()
 # Built at import: Schemathesis' fixture-based loader does not support this pytest.
 schema = (
-    schemathesis.openapi.from_dict(DOCUMENT)
+    schemathesis.openapi.from_dict(_document())
     .exclude(path="/auth/logout")
     .exclude(path_regex="^/schema")
 )
@@ -178,3 +178,33 @@ def test_linked_operations_keep_answering_as_documented(live_api: tuple[str, str
         Workflow,
         settings=settings(HYPOTHESIS, max_examples=STATEFUL_EXAMPLES, stateful_step_count=6),
     )
+
+
+def test_the_documents_links_name_real_operations() -> None:
+    # A link to a missing operation id silently disables it for clients and fuzzers.
+    document = _document()  # fresh: Schemathesis rewrites the links of the one it loaded
+    operations = {
+        operation["operationId"]
+        for item in document["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict) and "operationId" in operation
+    }
+    links = [
+        link
+        for item in document["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+        for response in operation.get("responses", {}).values()
+        for link in response.get("links", {}).values()
+    ]
+    assert links
+    assert all(link["operationId"] in operations for link in links)
+
+
+def test_bodies_refuse_unknown_fields_in_the_document_too() -> None:
+    schemas = _document()["components"]["schemas"]
+    bodies = [name for name in schemas if name.endswith(("In", "Patch"))]
+    assert {"ContactIn", "ContactPatch", "BookingIn", "TaskPatch", "MemberIn"} <= set(bodies)
+    assert all(schemas[name].get("additionalProperties") is False for name in bodies)
+    assert schemas["ContactIn"]["properties"]["status"]["enum"][0] == "new"
+    assert schemas["TaskIn"]["properties"]["priority"]["enum"][-1] is None

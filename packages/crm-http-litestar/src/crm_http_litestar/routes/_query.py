@@ -31,8 +31,10 @@ import msgspec
 from crm_domain.errors import ValidationError
 from crm_domain.queries import DEFAULT_LIMIT, MAX_FILTER_LENGTH, MAX_LIMIT
 from litestar import Request
+from litestar.exceptions import ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter
+from litestar.types import Empty
 
 from crm_http_litestar.pipeline import request_state
 
@@ -77,6 +79,8 @@ Instant = Annotated[
 ALWAYS_ALLOWED: frozenset[str] = frozenset()
 #: Where a handler's declared query parameters are cached (its ``opt``).
 _DECLARED_KEY = "crm_declared_query"
+#: Where a handler's body struct is cached (its ``opt``).
+_BODY_KEY = "crm_body_type"
 
 
 #: What a declared parameter's raw value is checked against before Litestar parses it.
@@ -133,8 +137,48 @@ def _problem(rule: Rule, value: str) -> str | None:
     return None
 
 
+def _body_type(handler: BaseRouteHandler) -> type[msgspec.Struct] | None:
+    """The struct a handler's ``data`` body decodes to, if it has one."""
+    known = handler.opt.get(_BODY_KEY, Empty)
+    if known is Empty:
+        field = handler.parsed_fn_signature.parameters.get("data")
+        annotation = None if field is None else field.annotation
+        known = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
+            else None
+        )
+        handler.opt[_BODY_KEY] = known
+    return cast("type[msgspec.Struct] | None", known)
+
+
+async def _check_body(request: Request[Any, Any, Any]) -> None:
+    """Decode the JSON body strictly: ``0`` is not a time, nor ``"5"`` a number.
+
+    Litestar converts bodies leniently (``strict=False``), which accepts what the
+    schema forbids.  A refusal is raised as Litestar's own validation error, so it
+    becomes the same 422 naming the field; undecodable JSON is left to Litestar.
+    """
+    body_type = _body_type(request.route_handler)
+    if body_type is None:
+        return
+    raw = await request.body()  # cached: the handler and idempotency read the same bytes
+    if not raw.strip():
+        return
+    try:
+        msgspec.json.decode(raw, type=body_type, strict=True)
+    except msgspec.ValidationError as exc:
+        request_state(request).keep_audit("ValidationError: body")
+        raise ValidationException(
+            detail="Validation failed", extra=[{"message": str(exc), "key": "data"}]
+        ) from None
+    except msgspec.DecodeError:
+        return
+
+
 async def strict_query(request: Request[Any, Any, Any]) -> None:
-    """``before_request`` hook: unknown, repeated or malformed query parameters are 422s."""
+    """``before_request`` hook: bad query parameters and leniently typed bodies are 422s."""
+    await _check_body(request)
     declared = _declared(request.route_handler)
     params = request.query_params
     for name in params:

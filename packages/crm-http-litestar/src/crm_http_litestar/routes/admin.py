@@ -188,6 +188,25 @@ def _member(member: Member) -> MemberOut:
     )
 
 
+class _AddUserOperation(Operation):
+    """Links the new membership to ``PATCH /users/{id}``, whose id is the *membership* id."""
+
+    def to_schema(self) -> dict[str, Any]:
+        """The operation's OpenAPI object with the link on its 201."""
+        schema = super().to_schema()
+        schema["responses"]["201"]["links"] = {
+            "DeactivateMembership": {
+                "operationId": _DEACTIVATE_OPERATION_ID,
+                "parameters": {"id": "$response.body#/membership_id"},
+                "description": "The id of PATCH /api/admin/users/{id} is `membership_id`.",
+            }
+        }
+        return schema
+
+
+_DEACTIVATE_OPERATION_ID = "ApiAdminUsersIdDeactivateUser"
+
+
 @get(
     "/users",
     opt={"permission": "users:read"},
@@ -229,6 +248,7 @@ async def list_users(
     ),
     responses=responses(*WRITE_ERRORS),
     status_code=201,
+    operation_class=_AddUserOperation,
 )
 async def add_user(
     crm: CrmDep, data: JSONBody[MemberIn], request: Request[Any, Any, Any]

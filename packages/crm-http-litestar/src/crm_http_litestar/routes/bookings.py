@@ -29,9 +29,17 @@ from crm_http_litestar.routes._docs import (
     responses,
 )
 from crm_http_litestar.routes._query import Cursor, Instant, Limit, Text, strict_query
-from crm_http_litestar.schemas import BookingIn, BookingOut, BookingPatch, Listing, listing, out
+from crm_http_litestar.schemas import (
+    BOOKING_STATUS_CHANGES,
+    BookingIn,
+    BookingOut,
+    BookingPatch,
+    Listing,
+    listing,
+    out,
+)
 
-_STATUS_CHANGES = ("confirmed", "cancelled", "completed", "no_show")
+_STATUS_CHANGES = BOOKING_STATUS_CHANGES
 
 
 @get(
