@@ -5,6 +5,13 @@ metadata, so every gateway interprets queries the same way: SQL gateways turn
 the specs into ``WHERE`` clauses, and key-value gateways use :func:`matches`.
 All lists are ordered by ``id`` descending (ids are time-sortable, so newest
 first) and paginated by keyset on ``id``; the cursor is opaque to callers.
+
+Queries validate their values as entities do, so a bad filter is a
+:class:`~crm_domain.errors.ValidationError` naming the field when the query is
+built, never a ``TypeError`` deep in a gateway: times must be aware (a naive
+time cannot be compared with stored instants), a filter on an enum attribute
+takes one of the enum's values (a typo would silently match nothing), and
+text filters are strings without NUL characters (which PostgreSQL refuses).
 """
 
 from __future__ import annotations
@@ -18,7 +25,23 @@ from typing import Any
 
 import attrs
 
+from crm_domain.entities import (
+    AuditOutcome,
+    BookingStatus,
+    CampaignStatus,
+    ContactSource,
+    ContactStatus,
+    DeliveryStatus,
+    Role,
+    SmsDirection,
+    SmsIntent,
+    SmsStatus,
+    TaskPriority,
+    TaskStatus,
+    TouchpointKind,
+)
 from crm_domain.errors import ValidationError
+from crm_domain.values import require_aware
 
 #: Largest page any list returns.
 MAX_LIMIT = 200
@@ -90,25 +113,88 @@ class ListQuery:
         return None if self.cursor is None else decode_cursor(self.cursor)
 
 
-def _f(op: Op, *columns: str) -> Any:
-    return attrs.field(default=None, metadata=filter_spec(op, *columns))
+#: Longest text a filter takes (longer than any stored value, so it would match nothing).
+MAX_FILTER_LENGTH = 500
+
+
+def _text(_i: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ValidationError(attribute.name, "must be a string")
+    if len(value) > MAX_FILTER_LENGTH:
+        raise ValidationError(attribute.name, f"must be at most {MAX_FILTER_LENGTH} characters")
+    if "\x00" in value:
+        raise ValidationError(attribute.name, "must not contain NUL characters")
+
+
+def _integer(_i: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValidationError(attribute.name, "must be an integer")
+
+
+def _boolean(_i: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError(attribute.name, "must be true or false")
+
+
+def _instant(_i: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # A naive time has no instant: comparing it with stored (aware) times is a
+    # TypeError in every gateway, so it is refused here, naming the filter.
+    if value is not None:
+        require_aware(value, field=attribute.name)
+
+
+def _one_of(choices: type[enum.Enum]) -> Any:
+    allowed = frozenset(str(member.value) for member in choices)
+    listed = ", ".join(str(member.value) for member in choices)
+
+    def check(_i: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is None or isinstance(value, choices):
+            return
+        if not isinstance(value, str) or value not in allowed:
+            raise ValidationError(attribute.name, f"must be one of {listed}")
+
+    return check
+
+
+def _f(op: Op, *columns: str, validator: Any = _text) -> Any:
+    return attrs.field(default=None, metadata=filter_spec(op, *columns), validator=validator)
+
+
+def _choice(choices: type[enum.Enum], *columns: str) -> Any:
+    """An equality filter on an enum attribute: only the enum's values are accepted."""
+    return _f(Op.EQ, *columns, validator=_one_of(choices))
+
+
+def _when(op: Op, *columns: str) -> Any:
+    """A bound on a time attribute: an aware datetime."""
+    return _f(op, *columns, validator=_instant)
+
+
+def _count(op: Op, *columns: str) -> Any:
+    return _f(op, *columns, validator=_integer)
+
+
+def _flag() -> Any:
+    return _f(Op.EQ, validator=_boolean)
 
 
 @attrs.frozen(slots=True, kw_only=True)
 class ContactQuery(ListQuery):
     """Filters for contacts."""
 
-    status: str | None = _f(Op.EQ)
-    source: str | None = _f(Op.EQ)
+    status: str | None = _choice(ContactStatus)
+    source: str | None = _choice(ContactSource)
     tag: str | None = _f(Op.HAS, "tags")
-    warmness_min: int | None = _f(Op.GTE, "warmness")
-    warmness_max: int | None = _f(Op.LT, "warmness")  # exclusive
-    created_from: datetime | None = _f(Op.GTE, "created_at")
-    created_to: datetime | None = _f(Op.LT, "created_at")
+    warmness_min: int | None = _count(Op.GTE, "warmness")
+    warmness_max: int | None = _count(Op.LT, "warmness")  # exclusive
+    created_from: datetime | None = _when(Op.GTE, "created_at")
+    created_to: datetime | None = _when(Op.LT, "created_at")
     email: str | None = _f(Op.EQ)
     phone: str | None = _f(Op.EQ)
-    email_opt_in: bool | None = _f(Op.EQ)
-    sms_opt_in: bool | None = _f(Op.EQ)
+    email_opt_in: bool | None = _flag()
+    sms_opt_in: bool | None = _flag()
     search: str | None = _f(Op.SEARCH, "first_name", "last_name", "email", "phone")
 
 
@@ -117,10 +203,10 @@ class TouchpointQuery(ListQuery):
     """Filters for touchpoints."""
 
     contact_id: str | None = _f(Op.EQ)
-    kind: str | None = _f(Op.EQ)
+    kind: str | None = _choice(TouchpointKind)
     campaign_id: str | None = _f(Op.EQ)
-    occurred_from: datetime | None = _f(Op.GTE, "occurred_at")
-    occurred_to: datetime | None = _f(Op.LT, "occurred_at")
+    occurred_from: datetime | None = _when(Op.GTE, "occurred_at")
+    occurred_to: datetime | None = _when(Op.LT, "occurred_at")
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -128,23 +214,23 @@ class BookingQuery(ListQuery):
     """Filters for bookings; ``starts_from``/``starts_to`` bound the start time."""
 
     contact_id: str | None = _f(Op.EQ)
-    status: str | None = _f(Op.EQ)
+    status: str | None = _choice(BookingStatus)
     service_type: str | None = _f(Op.EQ)
     external_id: str | None = _f(Op.EQ)
-    starts_from: datetime | None = _f(Op.GTE, "starts_at")
-    starts_to: datetime | None = _f(Op.LT, "starts_at")
+    starts_from: datetime | None = _when(Op.GTE, "starts_at")
+    starts_to: datetime | None = _when(Op.LT, "starts_at")
 
 
 @attrs.frozen(slots=True, kw_only=True)
 class TaskQuery(ListQuery):
     """Filters for tasks."""
 
-    status: str | None = _f(Op.EQ)
-    priority: str | None = _f(Op.EQ)
+    status: str | None = _choice(TaskStatus)
+    priority: str | None = _choice(TaskPriority)
     assignee_id: str | None = _f(Op.EQ)
     contact_id: str | None = _f(Op.EQ)
     booking_id: str | None = _f(Op.EQ)
-    due_to: datetime | None = _f(Op.LT, "due_at")
+    due_to: datetime | None = _when(Op.LT, "due_at")
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -152,9 +238,9 @@ class SmsQuery(ListQuery):
     """Filters for SMS messages."""
 
     contact_id: str | None = _f(Op.EQ)
-    direction: str | None = _f(Op.EQ)
-    status: str | None = _f(Op.EQ)
-    intent: str | None = _f(Op.EQ)
+    direction: str | None = _choice(SmsDirection)
+    status: str | None = _choice(SmsStatus)
+    intent: str | None = _choice(SmsIntent)
     provider_message_id: str | None = _f(Op.EQ)
 
 
@@ -162,7 +248,7 @@ class SmsQuery(ListQuery):
 class CampaignQuery(ListQuery):
     """Filters for email campaigns."""
 
-    status: str | None = _f(Op.EQ)
+    status: str | None = _choice(CampaignStatus)
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -171,7 +257,7 @@ class DeliveryQuery(ListQuery):
 
     campaign_id: str | None = _f(Op.EQ)
     contact_id: str | None = _f(Op.EQ)
-    status: str | None = _f(Op.EQ)
+    status: str | None = _choice(DeliveryStatus)
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -179,7 +265,7 @@ class AutomationQuery(ListQuery):
     """Filters for automation rules."""
 
     trigger: str | None = _f(Op.EQ)
-    enabled: bool | None = _f(Op.EQ)
+    enabled: bool | None = _flag()
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -190,16 +276,16 @@ class AuditQuery(ListQuery):
     action: str | None = _f(Op.EQ)
     resource_type: str | None = _f(Op.EQ)
     resource_id: str | None = _f(Op.EQ)
-    outcome: str | None = _f(Op.EQ)
-    occurred_from: datetime | None = _f(Op.GTE, "occurred_at")
-    occurred_to: datetime | None = _f(Op.LT, "occurred_at")
+    outcome: str | None = _choice(AuditOutcome)
+    occurred_from: datetime | None = _when(Op.GTE, "occurred_at")
+    occurred_to: datetime | None = _when(Op.LT, "occurred_at")
 
 
 @attrs.frozen(slots=True, kw_only=True)
 class IpRuleQuery(ListQuery):
     """Filters for a location's IP rules."""
 
-    is_active: bool | None = _f(Op.EQ)
+    is_active: bool | None = _flag()
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -207,7 +293,7 @@ class LocationQuery(ListQuery):
     """Filters for locations (a global list)."""
 
     code: str | None = _f(Op.EQ)
-    is_active: bool | None = _f(Op.EQ)
+    is_active: bool | None = _flag()
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -215,7 +301,7 @@ class UserQuery(ListQuery):
     """Filters for staff users (a global list)."""
 
     email: str | None = _f(Op.EQ)
-    is_active: bool | None = _f(Op.EQ)
+    is_active: bool | None = _flag()
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -224,8 +310,8 @@ class MembershipQuery(ListQuery):
 
     user_id: str | None = _f(Op.EQ)
     location_id: str | None = _f(Op.EQ)
-    role: str | None = _f(Op.EQ)
-    is_active: bool | None = _f(Op.EQ)
+    role: str | None = _choice(Role)
+    is_active: bool | None = _flag()
 
 
 def active_filters(query: ListQuery) -> Iterator[tuple[str, FilterSpec, Any]]:
@@ -267,6 +353,7 @@ def matches(query: ListQuery, entity: object) -> bool:
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "MAX_FILTER_LENGTH",
     "MAX_LIMIT",
     "AuditQuery",
     "AutomationQuery",

@@ -32,6 +32,7 @@ from crm_http_litestar.pipeline import (
 )
 from crm_http_litestar.problems import exception_handlers
 from crm_http_litestar.runtime import open_runtime
+from crm_http_litestar.schemas import close_body_schemas
 from crm_http_litestar.settings import Settings
 
 
@@ -75,6 +76,7 @@ class CrmPlugin(InitPluginProtocol):
                 request_max_body_size=settings.max_body_bytes,
             )
         )
+        close_body_schemas(app_config.plugins)  # OpenAPI says bodies refuse unknown fields
         app_config.lifespan.append(self._lifespan)
         app_config.on_startup.append(check_route_permissions)
 

@@ -9,19 +9,69 @@ accident — it must be added here too.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
+from crm_domain.entities import (
+    Channel,
+    ContactSource,
+    ContactStatus,
+    Effect,
+    Role,
+    TaskPriority,
+    TaskStatus,
+    TouchpointKind,
+)
 from crm_domain.pagination import Page
+
+# Litestar exports no public base for struct schemas; this is the class its app uses.
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar._openapi.schema_generation.schema import SchemaCreator
+from litestar.openapi.spec import Schema
+from litestar.typing import FieldDefinition
 from msgspec import UNSET, UnsetType
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
 
+#: The statuses a booking may be moved to by ``PATCH`` (the rest follow from them).
+BOOKING_STATUS_CHANGES = ("confirmed", "cancelled", "completed", "no_show")
+
 
 class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of request bodies: unknown fields are refused."""
+
+
+class ClosedStructSchema(StructSchemaPlugin):
+    """OpenAPI for msgspec structs that also says what ``forbid_unknown_fields`` does.
+
+    Litestar's own plugin leaves ``additionalProperties`` open, so the document
+    promised that extra body fields are accepted while the server answers 422:
+    generated clients and fuzzers (Schemathesis) took the 422 for a bug.
+    """
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        """The struct's schema, closed when the struct refuses unknown fields."""
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        config = getattr(field_definition.type_, "__struct_config__", None)
+        if config is not None and config.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema
+
+
+def close_body_schemas(plugins: list[Any]) -> None:
+    """Use :class:`ClosedStructSchema` instead of Litestar's struct plugin, in place.
+
+    In place, not inserted: Litestar iterates this list while plugins initialise.
+    """
+    for index, plugin in enumerate(plugins):
+        if type(plugin) is StructSchemaPlugin:
+            plugins[index] = ClosedStructSchema()
 
 
 class Listing(msgspec.Struct, Generic[T]):
@@ -31,16 +81,52 @@ class Listing(msgspec.Struct, Generic[T]):
     next_cursor: str | None
 
 
+def one_of(choices: type[enum.Enum] | tuple[str, ...], *, nullable: bool = False) -> msgspec.Meta:
+    """Document a text field's allowed values in OpenAPI (``enum``); the domain still checks.
+
+    The field stays ``str`` so a wrong value is refused by the domain's own
+    message ("must be one of ..."), while clients and fuzzers see the choices.
+    """
+    values: list[str | None] = [str(v.value) if isinstance(v, enum.Enum) else v for v in choices]
+    if nullable:
+        values.append(None)
+    return msgspec.Meta(extra_json_schema={"extra": {"enum": values}})
+
+
+#: A name-like text: not blank, no NUL (JSON Schema patterns search, like ``re.search``).
+_NOT_BLANK = r"^[^\u0000]*[^\u0000\s][^\u0000]*$"
+
+
+def documented(**schema: Any) -> msgspec.Meta:
+    """JSON Schema keywords for OpenAPI only (``maxLength``, ``pattern``…); the domain checks.
+
+    The domain's validators stay the one source of truth and of the error message;
+    the document just stops promising that their refusals are acceptable input.
+    """
+    return msgspec.Meta(extra_json_schema={"extra": schema})
+
+
+def name_text(max_length: int) -> msgspec.Meta:
+    """A required text the domain refuses blank, with NUL, or over ``max_length``."""
+    return documented(maxLength=max_length, pattern=_NOT_BLANK)
+
+
+#: A warmness score as the domain takes it.
+WARMNESS = documented(minimum=0, maximum=100)
+
+
 def out(entity: object, schema: type[S]) -> S:
     """Copy the schema's fields from an entity."""
     return msgspec.convert(entity, schema, from_attributes=True)
 
 
-def listing(page: Page[Any], schema: type[S]) -> Listing[S]:
-    """A page of entities as a :class:`Listing` of ``schema``."""
+def listing(
+    page: Page[Any], schema: type[S], seal: Callable[[str | None], str | None]
+) -> Listing[S]:
+    """A page of entities as a :class:`Listing` of ``schema``; ``seal`` wraps its cursor."""
     return Listing(
         items=[msgspec.convert(item, schema, from_attributes=True) for item in page.items],
-        next_cursor=page.next_cursor,
+        next_cursor=seal(page.next_cursor),
     )
 
 
@@ -79,13 +165,13 @@ class ContactOut(msgspec.Struct):
 class ContactIn(Body):
     """A new contact; needs an email or a phone (E.164, or Australian national)."""
 
-    first_name: str
-    last_name: str = ""
+    first_name: Annotated[str, name_text(100)]
+    last_name: Annotated[str, documented(maxLength=100)] = ""
     email: str | None = None
     phone: str | None = None
-    source: str = "other"
-    status: str = "new"
-    warmness: int | None = None
+    source: Annotated[str, one_of(ContactSource)] = "other"
+    status: Annotated[str, one_of(ContactStatus)] = "new"
+    warmness: Annotated[int | None, WARMNESS] = None
     tags: list[str] = msgspec.field(default_factory=list)
     email_opt_in: bool = False
     sms_opt_in: bool = False
@@ -100,13 +186,13 @@ class ContactIn(Body):
 class ContactPatch(Body):
     """Fields to change; absent fields stay as they are, ``null`` clears optional ones."""
 
-    first_name: str | UnsetType = UNSET
-    last_name: str | UnsetType = UNSET
+    first_name: Annotated[str | UnsetType, name_text(100)] = UNSET
+    last_name: Annotated[str | UnsetType, documented(maxLength=100)] = UNSET
     email: str | UnsetType | None = UNSET
     phone: str | UnsetType | None = UNSET
-    source: str | UnsetType = UNSET
-    status: str | UnsetType = UNSET
-    warmness: int | UnsetType = UNSET
+    source: Annotated[str | UnsetType, one_of(ContactSource)] = UNSET
+    status: Annotated[str | UnsetType, one_of(ContactStatus)] = UNSET
+    warmness: Annotated[int | UnsetType, WARMNESS] = UNSET
     tags: list[str] | UnsetType = UNSET
     email_opt_in: bool | UnsetType = UNSET
     sms_opt_in: bool | UnsetType = UNSET
@@ -133,8 +219,8 @@ class TouchpointOut(msgspec.Struct):
 class TouchpointIn(Body):
     """A new interaction (``occurred_at`` defaults to now)."""
 
-    kind: str
-    channel: str = "other"
+    kind: Annotated[str, one_of(TouchpointKind)]
+    channel: Annotated[str, one_of(Channel)] = "other"
     occurred_at: datetime | None = None
     campaign_id: str | None = None
     metadata: dict[str, str | int | float | bool | None] = msgspec.field(default_factory=dict)
@@ -165,7 +251,7 @@ class BookingIn(Body):
     """A new booking for a contact of the caller's location."""
 
     contact_id: str
-    service_type: str
+    service_type: Annotated[str, name_text(100)]
     starts_at: datetime
     ends_at: datetime
     notes: str | None = None
@@ -181,7 +267,7 @@ class BookingPatch(Body):
     ``completed`` or ``no_show``; a new ``starts_at``/``ends_at`` pair reschedules.
     """
 
-    status: str | UnsetType = UNSET
+    status: Annotated[str | UnsetType, one_of(BOOKING_STATUS_CHANGES)] = UNSET
     starts_at: datetime | UnsetType = UNSET
     ends_at: datetime | UnsetType = UNSET
     cancellation_reason: str | None = None
@@ -212,13 +298,13 @@ class TaskOut(msgspec.Struct):
 class TaskIn(Body):
     """A new task."""
 
-    title: str
+    title: Annotated[str, name_text(200)]
     description: str | None = None
     contact_id: str | None = None
     booking_id: str | None = None
     assignee_id: str | None = None
     #: Omitted: the AI provider suggests one (``normal`` without a provider).
-    priority: str | None = None
+    priority: Annotated[str | None, one_of(TaskPriority, nullable=True)] = None
     due_at: datetime | None = None
     tenant_id: str | None = None
 
@@ -226,13 +312,13 @@ class TaskIn(Body):
 class TaskPatch(Body):
     """Fields of a task to change."""
 
-    title: str | UnsetType = UNSET
+    title: Annotated[str | UnsetType, name_text(200)] = UNSET
     description: str | UnsetType | None = UNSET
     contact_id: str | UnsetType | None = UNSET
     booking_id: str | UnsetType | None = UNSET
     assignee_id: str | UnsetType | None = UNSET
-    status: str | UnsetType = UNSET
-    priority: str | UnsetType = UNSET
+    status: Annotated[str | UnsetType, one_of(TaskStatus)] = UNSET
+    priority: Annotated[str | UnsetType, one_of(TaskPriority)] = UNSET
     due_at: datetime | UnsetType | None = UNSET
     tenant_id: str | None = None
 
@@ -255,8 +341,8 @@ class LocationOut(msgspec.Struct):
 class LocationIn(Body):
     """A new location (unreachable over HTTP until it has an IP rule)."""
 
-    code: str
-    name: str
+    code: Annotated[str, documented(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")]
+    name: Annotated[str, name_text(200)]
     timezone: str
     address: str | None = None
 
@@ -264,7 +350,7 @@ class LocationIn(Body):
 class LocationPatch(Body):
     """Changes to the caller's location."""
 
-    name: str | UnsetType = UNSET
+    name: Annotated[str | UnsetType, name_text(200)] = UNSET
     timezone: str | UnsetType = UNSET
     address: str | UnsetType | None = UNSET
 
@@ -272,9 +358,9 @@ class LocationPatch(Body):
 class PermissionOverrideIO(Body):
     """One grant added to (``allow``) or removed from (``deny``) a member's role."""
 
-    resource: str
-    action: str
-    effect: str = "allow"
+    resource: Annotated[str, name_text(64)]
+    action: Annotated[str, name_text(64)]
+    effect: Annotated[str, one_of(Effect)] = "allow"
 
 
 class MemberOut(msgspec.Struct):
@@ -295,7 +381,7 @@ class MemberIn(Body):
     """Give someone a role at the caller's location (creates the user if new)."""
 
     email: str
-    role: str
+    role: Annotated[str, one_of(Role)]
     name: str = ""
     custom_permissions: list[PermissionOverrideIO] = msgspec.field(default_factory=list)
 
@@ -344,10 +430,12 @@ class AuditEntryOut(msgspec.Struct):
 
 
 __all__ = [
+    "BOOKING_STATUS_CHANGES",
     "AuditEntryOut",
     "BookingIn",
     "BookingOut",
     "BookingPatch",
+    "ClosedStructSchema",
     "ContactIn",
     "ContactOut",
     "ContactPatch",
@@ -365,7 +453,11 @@ __all__ = [
     "TaskPatch",
     "TouchpointIn",
     "TouchpointOut",
+    "close_body_schemas",
+    "documented",
     "listing",
+    "name_text",
+    "one_of",
     "out",
     "unset_to",
 ]

@@ -16,7 +16,7 @@ from crm_domain.errors import Conflict, NotFound, PermissionDenied
 from crm_domain.ports.gateway import AuditRepository, DatabaseGateway
 from crm_domain.queries import MAX_LIMIT, AuditQuery, FilterSpec, matches
 from crm_domain.testing._base import GatewayKit, assert_same
-from crm_domain.testing._repositories import _filter_value
+from crm_domain.testing._repositories import _filter_value, check_time_filters
 from crm_domain.testing._world import MINUS_0330, PLUS_1030, World, fill
 
 LEASE = 60.0
@@ -281,6 +281,20 @@ class AuditConformance(GatewayKit):
         newest_first = sorted((e.id for e in variants), reverse=True)
         assert [e.id for e in (*first.items, *rest.items)] == newest_first
         assert rest.next_cursor is None
+
+    async def test_audit_time_filters_take_aware_times_only(self, world: World) -> None:
+        a = world.a.id
+        entries = [world.audit(a, occurred_at=world.at(minutes=-m)) for m in (3, 2, 1, 0)]
+        await world.save_all(a, entries)
+        async with world.gateway.unit_of_work(a) as uow:
+            stored = list((await uow.audit.list(AuditQuery(limit=MAX_LIMIT))).items)
+
+        async def listed(query: AuditQuery) -> list[str]:
+            async with world.gateway.unit_of_work(a) as uow:
+                return [e.id for e in (await uow.audit.list(query)).items]
+
+        problems = await check_time_filters(AuditQuery, stored, listed)
+        assert not problems, "audit time filters:\n  " + "\n  ".join(problems)
 
 
 __all__ = ["AuditConformance", "OutboxConformance"]

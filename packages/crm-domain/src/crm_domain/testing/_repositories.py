@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import math
 import typing
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -17,7 +18,7 @@ from crm_domain.ports.gateway import Repository, UnitOfWork
 from crm_domain.queries import MAX_LIMIT, ContactQuery, FilterSpec, ListQuery, Op, matches
 from crm_domain.testing._base import MAX_PAGES, GatewayKit, assert_same
 from crm_domain.testing._specs import SPECS, TENANT_SPECS, RepoSpec
-from crm_domain.testing._world import PLUS_1030, World, evolve, repository_of
+from crm_domain.testing._world import MINUS_0330, PLUS_1030, World, evolve, repository_of
 
 
 def _tenant(spec: RepoSpec, world: World) -> str | None:
@@ -169,6 +170,60 @@ def _filter_value(spec: FilterSpec, entities: list[Any]) -> Any:
     return values[0]
 
 
+def time_filters(query: type[ListQuery]) -> list[tuple[str, FilterSpec]]:
+    """``(field name, spec)`` of each filter of ``query`` that bounds a time attribute."""
+    found = []
+    for field in attrs.fields(query):
+        spec = field.metadata.get("filter")
+        if spec is not None and spec.op in (Op.GTE, Op.LT) and "datetime" in str(field.type):
+            found.append((field.name, FilterSpec(spec.op, spec.columns or (field.name,))))
+    return found
+
+
+async def check_time_filters(
+    query: type[ListQuery],
+    variants: list[Any],
+    listed: Callable[[Any], Awaitable[list[str]]],
+) -> list[str]:
+    """Problems of ``query``'s time filters over ``variants`` (``listed(query)`` → ids).
+
+    A naive bound must be refused when the query is built, naming the filter,
+    so no gateway ever compares one with a stored instant; the same instant in
+    UTC, +10:30 and -03:30 must select the same rows, those of :func:`matches`.
+    """
+    problems: list[str] = []
+    for name, fspec in time_filters(query):
+        value = _filter_value(fspec, variants)
+        if value is None:
+            problems.append(f"{name}: the kit's sample data never sets it")
+            continue
+        try:
+            query(**{name: value.replace(tzinfo=None)})
+        except ValidationError as exc:
+            if exc.field != name:
+                problems.append(f"{name}: a naive time is refused naming {exc.field!r}")
+        else:
+            problems.append(f"{name}: a naive time is accepted (gateways cannot compare it)")
+        for offset in (UTC, PLUS_1030, MINUS_0330):
+            bounded = query(**{name: value.astimezone(offset)}, limit=MAX_LIMIT)
+            expected = sorted((e.id for e in variants if matches(bounded, e)), reverse=True)
+            if not 0 < len(expected) < len(variants):
+                problems.append(f"{name}: the sample data cannot tell it apart")
+                break
+            got = await listed(bounded)
+            if got != expected:
+                problems.append(
+                    f"{name}={bounded_value(bounded, name)}: listed {got}, expected {expected}"
+                )
+    return problems
+
+
+def bounded_value(query: ListQuery, name: str) -> str:
+    """The bound ``name`` of ``query`` as ISO 8601, for messages."""
+    value = getattr(query, name)
+    return value.isoformat() if isinstance(value, datetime) else repr(value)
+
+
 class FilterConformance(GatewayKit):
     """Every filter field of every query class, derived from the queries' attrs metadata.
 
@@ -211,6 +266,19 @@ class FilterConformance(GatewayKit):
                     f"{field.name}={value!r}: count {counted}, expected {len(expected)}"
                 )
         assert not problems, f"{spec.name} filters:\n  " + "\n  ".join(problems)
+
+    @pytest.mark.parametrize("spec", [s for s in SPECS if time_filters(s.query)], ids=str)
+    async def test_time_filters_take_aware_times_only(self, world: World, spec: RepoSpec) -> None:
+        tenant = _tenant(spec, world)
+        variants = await spec.variants(world, world.a.id)
+        await world.save_all(tenant, variants)
+        stored = await _all(world, spec, tenant, spec.query(limit=MAX_LIMIT))
+
+        async def listed(query: ListQuery) -> list[str]:
+            return _ids(await _all(world, spec, tenant, query))
+
+        problems = await check_time_filters(spec.query, stored, listed)
+        assert not problems, f"{spec.name} time filters:\n  " + "\n  ".join(problems)
 
     async def test_filters_combine_with_and(self, world: World) -> None:
         tenant = world.a.id

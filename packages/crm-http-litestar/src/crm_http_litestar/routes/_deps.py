@@ -18,6 +18,7 @@ from litestar.params import SkipValidation
 
 from crm_http_litestar.pipeline import STATE_KEY, RequestState, request_state
 from crm_http_litestar.problems import Unauthenticated
+from crm_http_litestar.routes._query import CursorSeal
 from crm_http_litestar.runtime import CrmRuntime
 
 
@@ -40,6 +41,15 @@ class Crm:
     def services(self) -> Services:
         """The domain's use cases."""
         return self.runtime.services
+
+    @property
+    def cursors(self) -> CursorSeal:
+        """Seals this list's cursors to it and the location, and opens only those."""
+        return CursorSeal(
+            self.runtime.settings.require_secret(),
+            tenant_id=self.pipeline.tenant_id,
+            path=self.pipeline.path,
+        )
 
 
 def provide_crm(request: Request[Any, Any, Any]) -> Crm:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Operation
 
 from crm_http_litestar.problems import PROBLEM_JSON, Problem
 
@@ -52,6 +54,33 @@ def responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
+class PublicOperation(Operation):
+    """An operation that needs no token: says ``security: []`` in the document.
+
+    Litestar drops an empty ``security`` list, so the operation inherited the
+    document's bearer requirement and clients (and fuzzers) thought it needed one.
+    """
+
+    def to_schema(self) -> dict[str, Any]:
+        """The operation's OpenAPI object, with its empty security requirement."""
+        schema = super().to_schema()
+        schema["security"] = []
+        return schema
+
+
 def permission_doc(permission: str, text: str = "") -> str:
     """An operation description that names its permission."""
     return f"**Permission:** `{permission}`.\n\n{text}".strip()
+
+
+__all__ = [
+    "AUTH_ERRORS",
+    "FOREIGN_FILTER_NOTE",
+    "LIST_ERRORS",
+    "READ_ONE_ERRORS",
+    "WRITE_ERRORS",
+    "WRITE_WITH_REFERENCES_ERRORS",
+    "PublicOperation",
+    "permission_doc",
+    "responses",
+]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import attrs
 import msgspec
-from crm_domain.entities import AuditEntry, PermissionOverride
-from crm_domain.errors import NotFound, ValidationError
+from crm_domain.entities import AuditEntry, AuditOutcome, PermissionOverride, Role
+from crm_domain.errors import NotFound
 from crm_domain.queries import (
+    DEFAULT_LIMIT,
+    MAX_FILTER_LENGTH,
     MAX_LIMIT,
     AuditQuery,
     IpRuleQuery,
@@ -20,7 +23,8 @@ from crm_domain.queries import (
 )
 from crm_domain.services import UNSET, AddUser, AllowIp, CreateLocation, Member, UpdateLocation
 from litestar import Request, Response, Router, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.openapi.spec import Operation
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from crm_http_litestar.pipeline import RequestState
 from crm_http_litestar.routes._common import IDEMPOTENCY_NOTE, before_service, idempotent
@@ -32,6 +36,7 @@ from crm_http_litestar.routes._docs import (
     permission_doc,
     responses,
 )
+from crm_http_litestar.routes._query import Cursor, Instant, Limit, Text, strict_query
 from crm_http_litestar.schemas import (
     AuditEntryOut,
     IpRuleIn,
@@ -67,21 +72,24 @@ def _domain(value: Any) -> Any:
 )
 async def list_locations(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    code: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    code: Text = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[LocationOut]:
     """One page of locations."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = before_service(
         pipeline,
-        lambda: LocationQuery(limit=limit, cursor=cursor, code=code, is_active=is_active),
+        lambda: LocationQuery(
+            limit=limit, cursor=cursors.open(cursor), code=code, is_active=is_active
+        ),
     )
     page = await pipeline.use_case(services.access.list_locations(ctx, query))
-    return listing(page, LocationOut)
+    return listing(page, LocationOut, cursors.seal)
 
 
 @post(
@@ -180,6 +188,25 @@ def _member(member: Member) -> MemberOut:
     )
 
 
+class _AddUserOperation(Operation):
+    """Links the new membership to ``PATCH /users/{id}``, whose id is the *membership* id."""
+
+    def to_schema(self) -> dict[str, Any]:
+        """The operation's OpenAPI object with the link on its 201."""
+        schema = super().to_schema()
+        schema["responses"]["201"]["links"] = {
+            "DeactivateMembership": {
+                "operationId": _DEACTIVATE_OPERATION_ID,
+                "parameters": {"id": "$response.body#/membership_id"},
+                "description": "The id of PATCH /api/admin/users/{id} is `membership_id`.",
+            }
+        }
+        return schema
+
+
+_DEACTIVATE_OPERATION_ID = "ApiAdminUsersIdDeactivateUser"
+
+
 @get(
     "/users",
     opt={"permission": "users:read"},
@@ -189,21 +216,26 @@ def _member(member: Member) -> MemberOut:
 )
 async def list_users(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    role: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    role: FromQuery[Role | None] = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[MemberOut]:
     """One page of members of the caller's location."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = before_service(
         pipeline,
-        lambda: MembershipQuery(limit=limit, cursor=cursor, role=role, is_active=is_active),
+        lambda: MembershipQuery(
+            limit=limit, cursor=cursors.open(cursor), role=role, is_active=is_active
+        ),
     )
     page = await pipeline.use_case(services.access.list_users(ctx, query))
-    return Listing(items=[_member(m) for m in page.items], next_cursor=page.next_cursor)
+    return Listing(
+        items=[_member(m) for m in page.items], next_cursor=cursors.seal(page.next_cursor)
+    )
 
 
 @post(
@@ -216,6 +248,7 @@ async def list_users(
     ),
     responses=responses(*WRITE_ERRORS),
     status_code=201,
+    operation_class=_AddUserOperation,
 )
 async def add_user(
     crm: CrmDep, data: JSONBody[MemberIn], request: Request[Any, Any, Any]
@@ -284,18 +317,21 @@ async def deactivate_user(
 )
 async def list_ip_rules(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
     is_active: FromQuery[bool | None] = None,
 ) -> Listing[IpRuleOut]:
     """One page of IP rules."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = before_service(
-        pipeline, lambda: IpRuleQuery(limit=limit, cursor=cursor, is_active=is_active)
+        pipeline,
+        lambda: IpRuleQuery(limit=limit, cursor=cursors.open(cursor), is_active=is_active),
     )
-    return listing(await pipeline.use_case(services.access.list_ip_rules(ctx, query)), IpRuleOut)
+    page = await pipeline.use_case(services.access.list_ip_rules(ctx, query))
+    return listing(page, IpRuleOut, cursors.seal)
 
 
 @post(
@@ -334,7 +370,9 @@ async def allow_ip(
     responses=responses(*READ_ONE_ERRORS),
     status_code=204,
 )
-async def remove_ip(crm: CrmDep, cidr: FromQuery[str]) -> None:
+async def remove_ip(
+    crm: CrmDep, cidr: Annotated[str, QueryParameter(max_length=MAX_FILTER_LENGTH)]
+) -> None:
     """Remove a network from the allowlist."""
     ctx = crm.ctx
     services = crm.services
@@ -348,12 +386,12 @@ async def remove_ip(crm: CrmDep, cidr: FromQuery[str]) -> None:
 def _audit_query(
     pipeline: RequestState,
     limit: int,
-    cursor: str | None,
+    cursor: Callable[[], str | None],
     user_id: str | None,
     action: str | None,
     resource_type: str | None,
     resource_id: str | None,
-    outcome: str | None,
+    outcome: AuditOutcome | None,
     occurred_from: datetime | None,
     occurred_to: datetime | None,
 ) -> AuditQuery:
@@ -361,7 +399,7 @@ def _audit_query(
         pipeline,
         lambda: AuditQuery(
             limit=limit,
-            cursor=cursor,
+            cursor=cursor(),
             user_id=user_id,
             action=action,
             resource_type=resource_type,
@@ -382,24 +420,25 @@ def _audit_query(
 )
 async def list_audit(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    user_id: FromQuery[str | None] = None,
-    action: FromQuery[str | None] = None,
-    resource_type: FromQuery[str | None] = None,
-    resource_id: FromQuery[str | None] = None,
-    outcome: FromQuery[str | None] = None,
-    occurred_from: FromQuery[datetime | None] = None,
-    occurred_to: FromQuery[datetime | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    user_id: Text = None,
+    action: Text = None,
+    resource_type: Text = None,
+    resource_id: Text = None,
+    outcome: FromQuery[AuditOutcome | None] = None,
+    occurred_from: Instant = None,
+    occurred_to: Instant = None,
 ) -> Listing[AuditEntryOut]:
     """One page of audit entries."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = _audit_query(
         pipeline,
         limit,
-        cursor,
+        lambda: cursors.open(cursor),
         user_id,
         action,
         resource_type,
@@ -408,10 +447,25 @@ async def list_audit(
         occurred_from,
         occurred_to,
     )
-    return listing(await pipeline.use_case(services.audit.list(ctx, query)), AuditEntryOut)
+    page = await pipeline.use_case(services.audit.list(ctx, query))
+    return listing(page, AuditEntryOut, cursors.seal)
 
 
 _CSV_COLUMNS = tuple(AuditEntryOut.__struct_fields__)
+
+
+class _ExportOperation(Operation):
+    """The export's 200 is CSV or JSON lines (``format``): the document names both."""
+
+    def to_schema(self) -> dict[str, Any]:
+        """The operation's OpenAPI object with both media types of its 200."""
+        schema = super().to_schema()
+        content = schema["responses"]["200"]["content"]
+        content["text/csv"]["schema"]["description"] = "`format=csv`: a header row, then entries"
+        content["application/x-ndjson"] = {
+            "schema": {"type": "string", "description": "`format=jsonl`: one entry per line"}
+        }
+        return schema
 
 
 @get(
@@ -425,17 +479,18 @@ _CSV_COLUMNS = tuple(AuditEntryOut.__struct_fields__)
     ),
     responses=responses(*LIST_ERRORS),
     media_type="text/csv",
+    operation_class=_ExportOperation,
 )
 async def export_audit(
     crm: CrmDep,
-    format: FromQuery[str] = "csv",
-    user_id: FromQuery[str | None] = None,
-    action: FromQuery[str | None] = None,
-    resource_type: FromQuery[str | None] = None,
-    resource_id: FromQuery[str | None] = None,
-    outcome: FromQuery[str | None] = None,
-    occurred_from: FromQuery[datetime | None] = None,
-    occurred_to: FromQuery[datetime | None] = None,
+    format: FromQuery[Literal["csv", "jsonl"]] = "csv",
+    user_id: Text = None,
+    action: Text = None,
+    resource_type: Text = None,
+    resource_id: Text = None,
+    outcome: FromQuery[AuditOutcome | None] = None,
+    occurred_from: Instant = None,
+    occurred_to: Instant = None,
 ) -> Response[bytes]:
     """Download matching entries as CSV or JSON lines.
 
@@ -445,13 +500,10 @@ async def export_audit(
     ctx = crm.ctx
     pipeline = crm.pipeline
     runtime = crm.runtime
-    if format not in ("csv", "jsonl"):
-        pipeline.keep_audit("bad export format")
-        raise ValidationError("format", "must be csv or jsonl")
     query = _audit_query(
         pipeline,
         MAX_LIMIT,
-        None,
+        lambda: None,
         user_id,
         action,
         resource_type,
@@ -507,4 +559,5 @@ def admin_router() -> Router:
             export_audit,
         ],
         tags=["admin"],
+        before_request=strict_query,
     )

@@ -16,7 +16,8 @@ from litestar.params import JSONBody
 from crm_http_litestar.google import InvalidGoogleToken
 from crm_http_litestar.problems import Unauthenticated
 from crm_http_litestar.routes._deps import CrmDep
-from crm_http_litestar.routes._docs import AUTH_ERRORS, responses
+from crm_http_litestar.routes._docs import AUTH_ERRORS, PublicOperation, responses
+from crm_http_litestar.routes._query import strict_query
 from crm_http_litestar.runtime import CrmRuntime
 
 #: The ``token_type`` of issued tokens (RFC 6750).
@@ -55,15 +56,21 @@ class Me(msgspec.Struct):
     opt={"public": True, "audit_action": "LOGIN", "audit_resource": "session"},
     summary="Exchange a Google ID token for a session token",
     description="Public. Verifies the Google ID token (RS256 against Google's JWKS, audience, "
-    "issuer, expiry, optional Workspace domain) and opens a server-side session.",
-    responses=responses(401, 403, 413, 415, 422, 429, 503),
+    "issuer, expiry, optional Workspace domain) and opens a server-side session. A 404 when"
+    " this server has no Google client id (`CRM_GOOGLE_CLIENT_ID`).",
+    responses=responses(401, 403, 404, 413, 415, 422, 429, 503),
     security=[],
+    operation_class=PublicOperation,
     status_code=200,
 )
 async def google_sign_in(crm: CrmDep, data: JSONBody[GoogleSignIn]) -> SessionToken:
     """Sign in with Google."""
     pipeline = crm.pipeline
     runtime = crm.runtime
+    if not runtime.google.configured:
+        # Off by configuration, not down: a 503 would invite retries that never succeed.
+        pipeline.detail = "Google sign-in is not configured"
+        raise NotFound("Google sign-in is not enabled on this server")
     try:
         identity = await runtime.google.verify(data.id_token)
     except InvalidGoogleToken as exc:
@@ -127,7 +134,7 @@ async def _choose_location(runtime: CrmRuntime, user_id: str, code: str | None) 
     opt={"authenticated": True, "audit_action": "LOGOUT", "audit_resource": "session"},
     summary="End the current session",
     description="Revokes the server-side session: the token stops working at once.",
-    responses=responses(*AUTH_ERRORS),
+    responses=responses(*AUTH_ERRORS, 422),
     status_code=204,
 )
 async def logout(crm: CrmDep) -> None:
@@ -142,7 +149,7 @@ async def logout(crm: CrmDep) -> None:
     "/me",
     opt={"authenticated": True, "audit_resource": "session"},
     summary="The signed-in user, location and roles",
-    responses=responses(*AUTH_ERRORS),
+    responses=responses(*AUTH_ERRORS, 422),
 )
 async def me(crm: CrmDep) -> Me:
     """Who the token belongs to."""
@@ -159,4 +166,9 @@ async def me(crm: CrmDep) -> Me:
 
 def auth_router() -> Router:
     """Routes under ``/auth``."""
-    return Router(path="/auth", route_handlers=[google_sign_in, logout, me], tags=["auth"])
+    return Router(
+        path="/auth",
+        route_handlers=[google_sign_in, logout, me],
+        tags=["auth"],
+        before_request=strict_query,
+    )

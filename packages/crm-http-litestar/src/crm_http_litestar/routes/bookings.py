@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
-from crm_domain.entities import Booking
+from crm_domain.entities import Booking, BookingStatus
 from crm_domain.errors import ValidationError
-from crm_domain.queries import BookingQuery
+from crm_domain.queries import DEFAULT_LIMIT, BookingQuery
 from crm_domain.services import CancelBooking, CreateBooking, RescheduleBooking
 from litestar import Request, Response, Router, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -29,9 +28,18 @@ from crm_http_litestar.routes._docs import (
     permission_doc,
     responses,
 )
-from crm_http_litestar.schemas import BookingIn, BookingOut, BookingPatch, Listing, listing, out
+from crm_http_litestar.routes._query import Cursor, Instant, Limit, Text, strict_query
+from crm_http_litestar.schemas import (
+    BOOKING_STATUS_CHANGES,
+    BookingIn,
+    BookingOut,
+    BookingPatch,
+    Listing,
+    listing,
+    out,
+)
 
-_STATUS_CHANGES = ("confirmed", "cancelled", "completed", "no_show")
+_STATUS_CHANGES = BOOKING_STATUS_CHANGES
 
 
 @get(
@@ -45,25 +53,26 @@ _STATUS_CHANGES = ("confirmed", "cancelled", "completed", "no_show")
 )
 async def list_bookings(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    contact_id: FromQuery[str | None] = None,
-    status: FromQuery[str | None] = None,
-    service_type: FromQuery[str | None] = None,
-    starts_from: FromQuery[datetime | None] = None,
-    starts_to: FromQuery[datetime | None] = None,
-    tenant_id: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    contact_id: Text = None,
+    status: FromQuery[BookingStatus | None] = None,
+    service_type: Text = None,
+    starts_from: Instant = None,
+    starts_to: Instant = None,
+    tenant_id: Text = None,
 ) -> Listing[BookingOut]:
     """One page of the location's bookings."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
     refuse_other_location(pipeline, tenant_id)
+    cursors = crm.cursors
     query = before_service(
         pipeline,
         lambda: BookingQuery(
             limit=limit,
-            cursor=cursor,
+            cursor=cursors.open(cursor),
             contact_id=contact_id,
             status=status,
             service_type=service_type,
@@ -71,7 +80,8 @@ async def list_bookings(
             starts_to=starts_to,
         ),
     )
-    return listing(await pipeline.use_case(services.bookings.list(ctx, query)), BookingOut)
+    page = await pipeline.use_case(services.bookings.list(ctx, query))
+    return listing(page, BookingOut, cursors.seal)
 
 
 @post(
@@ -193,4 +203,5 @@ def bookings_router() -> Router:
         path="/api/bookings",
         route_handlers=[list_bookings, create_booking, get_booking, update_booking],
         tags=["bookings"],
+        before_request=strict_query,
     )

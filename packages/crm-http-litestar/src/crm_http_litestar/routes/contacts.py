@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
-from crm_domain.queries import ContactQuery, TouchpointQuery
+from crm_domain.entities import ContactSource, ContactStatus, TouchpointKind
+from crm_domain.queries import DEFAULT_LIMIT, ContactQuery, TouchpointQuery
 from crm_domain.services import UNSET, AddTouchpoint, CreateContact, UpdateContact
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -25,6 +25,7 @@ from crm_http_litestar.routes._docs import (
     permission_doc,
     responses,
 )
+from crm_http_litestar.routes._query import Cursor, Instant, Limit, Text, Warmness, strict_query
 from crm_http_litestar.schemas import (
     ContactIn,
     ContactOut,
@@ -47,32 +48,33 @@ from crm_http_litestar.schemas import (
 )
 async def list_contacts(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    status: FromQuery[str | None] = None,
-    source: FromQuery[str | None] = None,
-    tag: FromQuery[str | None] = None,
-    warmness_min: FromQuery[int | None] = None,
-    warmness_max: FromQuery[int | None] = None,
-    created_from: FromQuery[datetime | None] = None,
-    created_to: FromQuery[datetime | None] = None,
-    email: FromQuery[str | None] = None,
-    phone: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    status: FromQuery[ContactStatus | None] = None,
+    source: FromQuery[ContactSource | None] = None,
+    tag: Text = None,
+    warmness_min: Warmness = None,
+    warmness_max: Warmness = None,
+    created_from: Instant = None,
+    created_to: Instant = None,
+    email: Text = None,
+    phone: Text = None,
     email_opt_in: FromQuery[bool | None] = None,
     sms_opt_in: FromQuery[bool | None] = None,
-    search: FromQuery[str | None] = None,
-    tenant_id: FromQuery[str | None] = None,
+    search: Text = None,
+    tenant_id: Text = None,
 ) -> Listing[ContactOut]:
     """One page of the location's contacts."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
     refuse_other_location(pipeline, tenant_id)
+    cursors = crm.cursors
     query = before_service(
         pipeline,
         lambda: ContactQuery(
             limit=limit,
-            cursor=cursor,
+            cursor=cursors.open(cursor),
             status=status,
             source=source,
             tag=tag,
@@ -88,7 +90,7 @@ async def list_contacts(
         ),
     )
     page = await pipeline.use_case(services.contacts.list(ctx, query))
-    return listing(page, ContactOut)
+    return listing(page, ContactOut, cursors.seal)
 
 
 @post(
@@ -212,28 +214,29 @@ async def delete_contact(crm: CrmDep, id: FromPath[str]) -> None:
 async def list_touchpoints(
     crm: CrmDep,
     id: FromPath[str],
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    kind: FromQuery[str | None] = None,
-    occurred_from: FromQuery[datetime | None] = None,
-    occurred_to: FromQuery[datetime | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    kind: FromQuery[TouchpointKind | None] = None,
+    occurred_from: Instant = None,
+    occurred_to: Instant = None,
 ) -> Listing[TouchpointOut]:
     """One page of the contact's interactions, newest first."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
+    cursors = crm.cursors
     query = before_service(
         pipeline,
         lambda: TouchpointQuery(
             limit=limit,
-            cursor=cursor,
+            cursor=cursors.open(cursor),
             kind=kind,
             occurred_from=occurred_from,
             occurred_to=occurred_to,
         ),
     )
     page = await pipeline.use_case(services.contacts.list_touchpoints(ctx, id, query))
-    return listing(page, TouchpointOut)
+    return listing(page, TouchpointOut, cursors.seal)
 
 
 @post(
@@ -289,4 +292,5 @@ def contacts_router() -> Router:
             add_touchpoint,
         ],
         tags=["contacts"],
+        before_request=strict_query,
     )

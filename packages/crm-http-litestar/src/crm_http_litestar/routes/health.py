@@ -5,6 +5,8 @@ from __future__ import annotations
 import msgspec
 from litestar import get
 
+from crm_http_litestar.routes._docs import PublicOperation
+
 
 class Health(msgspec.Struct):
     """Liveness of the server."""
@@ -18,6 +20,7 @@ class Health(msgspec.Struct):
     tags=["health"],
     summary="Liveness check (no authentication)",
     security=[],
+    operation_class=PublicOperation,
 )
 async def health() -> Health:
     """Answer ``ok`` while the server runs."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
-from crm_domain.queries import TaskQuery
+from crm_domain.entities import TaskPriority, TaskStatus
+from crm_domain.queries import DEFAULT_LIMIT, TaskQuery
 from crm_domain.services import UNSET, CreateTask, UpdateTask
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -27,6 +27,7 @@ from crm_http_litestar.routes._docs import (
     permission_doc,
     responses,
 )
+from crm_http_litestar.routes._query import Cursor, Instant, Limit, Text, strict_query
 from crm_http_litestar.schemas import Listing, TaskIn, TaskOut, TaskPatch, listing, out
 
 _REFERENCES_NOTE = (
@@ -48,26 +49,27 @@ def _domain(value: Any) -> Any:
 )
 async def list_tasks(
     crm: CrmDep,
-    limit: FromQuery[int] = 50,
-    cursor: FromQuery[str | None] = None,
-    status: FromQuery[str | None] = None,
-    priority: FromQuery[str | None] = None,
-    assignee_id: FromQuery[str | None] = None,
-    contact_id: FromQuery[str | None] = None,
-    booking_id: FromQuery[str | None] = None,
-    due_to: FromQuery[datetime | None] = None,
-    tenant_id: FromQuery[str | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    status: FromQuery[TaskStatus | None] = None,
+    priority: FromQuery[TaskPriority | None] = None,
+    assignee_id: Text = None,
+    contact_id: Text = None,
+    booking_id: Text = None,
+    due_to: Instant = None,
+    tenant_id: Text = None,
 ) -> Listing[TaskOut]:
     """One page of the location's tasks."""
     ctx = crm.ctx
     services = crm.services
     pipeline = crm.pipeline
     refuse_other_location(pipeline, tenant_id)
+    cursors = crm.cursors
     query = before_service(
         pipeline,
         lambda: TaskQuery(
             limit=limit,
-            cursor=cursor,
+            cursor=cursors.open(cursor),
             status=status,
             priority=priority,
             assignee_id=assignee_id,
@@ -76,7 +78,8 @@ async def list_tasks(
             due_to=due_to,
         ),
     )
-    return listing(await pipeline.use_case(services.tasks.list(ctx, query)), TaskOut)
+    page = await pipeline.use_case(services.tasks.list(ctx, query))
+    return listing(page, TaskOut, cursors.seal)
 
 
 @post(
@@ -182,4 +185,5 @@ def tasks_router() -> Router:
         path="/api/tasks",
         route_handlers=[list_tasks, create_task, get_task, update_task, delete_task],
         tags=["tasks"],
+        before_request=strict_query,
     )
