@@ -80,7 +80,8 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         database_url=f"sqlite+aiosqlite:///{folder / 'crm.db'}",
         secret_key=SECRET,
         run_worker=False,
-        rate_limit_per_minute=1_000_000,  # on, as in production, but never reached here
+        rate_limit_per_user=1_000_000,  # on, as in production, but never reached here
+        rate_limit_per_address=1_000_000,
         access_cache_ttl=30,
     )
     token = asyncio.run(_seed_and_sign_in(served))
