@@ -1113,7 +1113,8 @@ class _Audit:
     async def chain(self, after_sequence: int = 0, limit: int = 1000) -> Sequence[AuditEntry]:
         """The bound chain in sequence order, after ``after_sequence``."""
         rows = await self._uow.fetch(st.audit_chain(self._uow.tenant_id, after_sequence, limit))
-        entries = [mapping.from_row(AuditEntry, r) for r in rows]
+        # An edited, undecodable row raises UndecodableEntry (verification reports it).
+        entries = [mapping.audit_entry_from_row(r) for r in rows]
         entries += [e for e in self._buffered() if e.sequence > after_sequence]
         return entries[:limit]
 

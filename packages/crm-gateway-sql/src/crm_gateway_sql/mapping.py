@@ -24,6 +24,7 @@ import attrs
 import cattrs
 import sqlalchemy as sa
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from crm_domain.audit_chain import UndecodableEntry
 from crm_domain.entities import (
     AuditEntry,
     AutomationRule,
@@ -227,6 +228,46 @@ def from_row_validated(cls: type[T], row: Mapping[str, Any]) -> T:
 _LOADERS: dict[type[Any], Callable[[Mapping[str, Any]], Any]] = {}
 
 
+def audit_entry_from_row(row: Mapping[str, Any]) -> AuditEntry:
+    """Like ``from_row(AuditEntry, row)``, but a row that does not decode raises
+    :class:`~crm_domain.audit_chain.UndecodableEntry` naming the entry and the column.
+
+    Audit rows are the one place where an edited row is expected (that is what
+    verification looks for), so a value the entity cannot hold — an unknown
+    ``outcome``, text where a timestamp belongs — must be reported, not crash.
+    """
+    try:
+        return from_row(AuditEntry, row)
+    except Exception as exc:  # any decoding failure of an edited row is the same finding
+        field, reason = _failing_field(AuditEntry, row, exc)
+        sequence = row.get("sequence")
+        entry_id = row.get("id")
+        raise UndecodableEntry(
+            sequence=sequence if isinstance(sequence, int) else 0,
+            entry_id=entry_id if isinstance(entry_id, str) else None,
+            field=field,
+            reason=reason,
+        ) from exc
+
+
+def _failing_field(cls: type[Any], row: Mapping[str, Any], error: Exception) -> tuple[str, str]:
+    # Decode field by field to name the column that failed (only on the error path).
+    for attribute in attrs.fields(attrs.resolve_types(cls)):
+        if attribute.name not in row:
+            return attribute.name, "missing"
+        try:
+            _field_loader(cls, attribute.name, attribute.type)(row[attribute.name])
+        except Exception as exc:  # the same failure, now with its column
+            return attribute.name, _reason(exc, row[attribute.name])
+    return "row", _reason(error, None)
+
+
+def _reason(exc: Exception, value: Any) -> str:
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{shown} is not a valid value ({type(exc).__name__})"
+
+
 def _field_loader(cls: type[Any], name: str, kind: Any) -> Callable[[Any], Any]:
     if name in _JSON_FIELDS.get(cls, ()):
         return _structure_json(kind)
@@ -342,6 +383,7 @@ def column_names(table: sa.Table) -> tuple[str, ...]:
 
 __all__ = [
     "TABLES",
+    "audit_entry_from_row",
     "chain_key",
     "column_names",
     "from_micros",

@@ -44,6 +44,7 @@ from crm_gateway_sql import schema
 from crm_gateway_sql import statements as st
 from crm_gateway_sql.analytics import compute
 from crm_gateway_sql.mapping import (
+    audit_entry_from_row,
     chain_key,
     from_row,
     outbox_from_row,
@@ -450,7 +451,7 @@ class AuditRepository(_Base):
     async def chain(self, after_sequence: int = 0, limit: int = 1000) -> Sequence[AuditEntry]:
         """The bound chain in sequence order, after ``after_sequence``."""
         rows = await self._session.fetch(st.audit_chain(self._uow.tenant_id, after_sequence, limit))
-        return [from_row(AuditEntry, r) for r in rows]
+        return [audit_entry_from_row(r) for r in rows]
 
 
 def _duplicate_message(entries: Sequence[AuditEntry]) -> str:
