@@ -104,6 +104,28 @@ TABLES: dict[type[Any], sa.Table] = {
 }
 
 
+#: The table of each collection named in :data:`crm_domain.relations.TABLES`
+#: (the outbox is not an entity table and is left out).
+RELATION_TABLES: dict[str, sa.Table] = {
+    "locations": schema.locations,
+    "users": schema.staff_users,
+    "memberships": schema.user_permissions,
+    "permissions": schema.permissions,
+    "sessions": schema.sessions,
+    "webhook_receipts": schema.processed_webhook_events,
+    "ip_rules": schema.ip_whitelist,
+    "contacts": schema.contacts,
+    "campaigns": schema.email_campaigns,
+    "touchpoints": schema.touchpoints,
+    "bookings": schema.bookings,
+    "tasks": schema.tasks,
+    "sms": schema.sms_messages,
+    "deliveries": schema.campaign_deliveries,
+    "automations": schema.automation_rules,
+    "idempotency": schema.idempotency_keys,
+}
+
+
 #: ``(x_scope, x_id)`` column pairs of same-location references that are set
 #: NULL on delete (see ``schema._scoped_set_null``), per entity class.
 _SCOPES: dict[type[Any], tuple[tuple[str, str], ...]] = {
@@ -382,6 +404,7 @@ def column_names(table: sa.Table) -> tuple[str, ...]:
 
 
 __all__ = [
+    "RELATION_TABLES",
     "TABLES",
     "audit_entry_from_row",
     "chain_key",
