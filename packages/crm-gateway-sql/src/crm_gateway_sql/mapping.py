@@ -170,21 +170,37 @@ def make_sql_converter() -> cattrs.Converter:
     conv.register_structure_hook(date, lambda v, _t: date.fromisoformat(v))
     conv.register_structure_hook(bool, lambda v, _t: bool(v))
 
-    for cls, fields in _JSON_FIELDS.items():
+    for cls in dict.fromkeys([*_JSON_FIELDS, *TABLES]):
         hints = attrs.resolve_types(cls)
         types = {a.name: a.type for a in attrs.fields(hints)}
+        fields = _JSON_FIELDS.get(cls, ())
         un_overrides = {
             name: override(unstruct_hook=_json_dumper(nested, types[name])) for name in fields
         }
         st_overrides = {
             name: override(struct_hook=_json_loader(nested, types[name])) for name in fields
         }
+        # Datetime fields have an attrs converter (normalising to UTC), which
+        # ``prefer_attrib_converters`` would hand the stored integer: decode first.
+        for name, kind in types.items():
+            if kind is datetime:
+                st_overrides[name] = override(struct_hook=_load_micros)
+            elif kind == datetime | None:
+                st_overrides[name] = override(struct_hook=_load_optional_micros)
         # (cattrs types ``**kwargs`` overrides loosely; the calls are as documented.)
         make_un: Any = make_dict_unstructure_fn
         make_st: Any = make_dict_structure_fn
         conv.register_unstructure_hook(cls, make_un(cls, conv, **un_overrides))
         conv.register_structure_hook(cls, make_st(cls, conv, **st_overrides))
     return conv
+
+
+def _load_micros(value: Any, _type: Any) -> datetime:
+    return from_micros(value)
+
+
+def _load_optional_micros(value: Any, _type: Any) -> datetime | None:
+    return None if value is None else from_micros(value)
 
 
 def _enum_value(value: enum.Enum) -> Any:
