@@ -88,7 +88,7 @@ from crm_domain.queries import (
     UserQuery,
     matches,
 )
-from crm_domain.relations import TABLES, Table
+from crm_domain.relations import AUDIT_KIND, TABLES, ForeignKey, Table, still_referenced
 from objectstore import InMemoryObjectStore, ObjectStore, Version, VersionMismatch
 
 E = TypeVar("E")
@@ -142,6 +142,13 @@ def _index_keys(table: Table, entity: Any) -> list[str]:
         for u in table.uniques
         if (value := u.key(entity)) is not None
     ]
+
+
+def _scope(fk: ForeignKey, pk: Hashable, tenant: str | None) -> str | None:
+    # A location's children all live under its own prefix.
+    return cast(
+        "str | None", pk if fk.column == "tenant_id" else (tenant if fk.same_tenant else None)
+    )
 
 
 def _chain_prefix(tenant: str | None) -> str:
@@ -306,29 +313,35 @@ class ObjectStoreUnitOfWork:
         entity = await self.row(table.name, pk, tenant)
         if entity is None:
             raise NotFound(f"{table.noun} {pk!r} not found")
-        for child in TABLES.values():
-            for fk in child.foreign_keys:
-                if fk.parent != table.name or child.name not in ENTITIES:
+        referring = [
+            (child, fk)
+            for child in TABLES.values()
+            for fk in child.foreign_keys
+            if fk.parent == table.name and child.name in ENTITIES
+        ]
+        # Restricting keys first, all counted, so the refusal names every kind
+        # that still refers (an object store has no COUNT: the rows are listed).
+        counts: list[tuple[str, int]] = []
+        for child, fk in referring:
+            if fk.on_delete == "restrict":
+                rows = await self.rows(child.name, _scope(fk, pk, tenant))
+                counts.append((child.kind, sum(1 for r in rows if getattr(r, fk.column) == pk)))
+        if table.name == "locations":
+            stored = len(await self.keys(_chain_prefix(str(pk))))
+            counts.append((AUDIT_KIND, stored + sum(1 for e in self._audit if e.tenant_id == pk)))
+        if any(n for _, n in counts):
+            raise still_referenced(table.name, pk, counts)
+        for child, fk in referring:
+            if fk.on_delete == "restrict":
+                continue
+            for row in await self.rows(child.name, _scope(fk, pk, tenant)):
+                if getattr(row, fk.column) != pk:
                     continue
-                # A location's children all live under its own prefix.
-                scope = pk if fk.column == "tenant_id" else (tenant if fk.same_tenant else None)
-                for row in await self.rows(child.name, cast("str | None", scope)):
-                    if getattr(row, fk.column) != pk:
-                        continue
-                    if fk.on_delete == "restrict":
-                        raise Conflict(
-                            f"{table.noun} {pk!r} still has a {child.noun} ({fk.column}); "
-                            "delete or move those first"
-                        )
-                    row_tenant = row.tenant_id if child.tenant_owned else None
-                    if fk.on_delete == "cascade":
-                        await self._delete(child, child.primary_key(row), row_tenant)
-                    else:
-                        await self.update(child.name, attrs.evolve(row, **{fk.column: None}))
-        if table.name == "locations" and (
-            await self.keys(_chain_prefix(str(pk))) or any(e.tenant_id == pk for e in self._audit)
-        ):
-            raise Conflict(f"location {pk!r} has audit entries, which are kept for good")
+                row_tenant = row.tenant_id if child.tenant_owned else None
+                if fk.on_delete == "cascade":
+                    await self._delete(child, child.primary_key(row), row_tenant)
+                else:
+                    await self.update(child.name, attrs.evolve(row, **{fk.column: None}))
         for index in _index_keys(table, entity):
             await self.load(index)
             self.write(index, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -123,6 +123,28 @@ def test_booking_end_after_start() -> None:
     with pytest.raises(ValidationError) as info:
         booking(ends_at=NOW + timedelta(days=1))
     assert info.value.field == "ends_at"
+
+
+def test_times_are_normalised_to_utc_on_construction() -> None:
+    plus_11 = timezone(timedelta(hours=11))
+    starts = datetime(2026, 12, 1, 9, 0, tzinfo=plus_11)
+    built = booking(starts_at=starts, ends_at=starts + timedelta(hours=1))
+    assert built.starts_at.tzinfo is UTC and built.ends_at.tzinfo is UTC
+    assert built.starts_at == starts  # the same instant
+    assert built.starts_at.isoformat() == "2026-11-30T22:00:00+00:00"
+    moved = attrs.evolve(built, updated_at=datetime(2026, 11, 25, 8, 0, tzinfo=plus_11))
+    assert moved.updated_at.isoformat() == "2026-11-24T21:00:00+00:00"
+    assert contact(consent_updated_at=starts).consent_updated_at == starts.astimezone(UTC)
+    assert contact(consent_updated_at=None).consent_updated_at is None
+
+
+def test_a_time_that_cannot_be_expressed_in_utc_names_the_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        contact(created_at=datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=11))))
+    assert info.value.field == "created_at"
+    with pytest.raises(ValidationError) as naive:
+        contact(updated_at=datetime(2026, 1, 1))  # still refused, not converted
+    assert naive.value.field == "updated_at"
 
 
 def test_location_settings_validate() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from crm_domain.audit_chain import verify_chain
+from crm_domain.audit_chain import verify_chain, verify_stored_chain
 from crm_domain.entities import IdempotencyState, OutboxStatus
 from crm_domain.errors import Conflict, Unavailable, ValidationError
 from crm_domain.plugins import load_gateway
@@ -163,6 +163,24 @@ async def test_the_audit_log_is_append_only_in_d1(world: World, d1_gateway: D1Ga
     for sql in ("UPDATE hipaa_audit_log SET detail = 'x'", "DELETE FROM hipaa_audit_log"):
         with pytest.raises(ValidationError, match="append-only"):
             await d1_gateway.client.query(sql)
+
+
+async def test_an_audit_entry_edited_to_an_undecodable_value_is_the_break(
+    world: World, d1_gateway: D1Gateway
+) -> None:
+    for _ in range(3):
+        await world.save(world.a.id, world.audit(world.a.id))
+    await d1_gateway.client.query("DROP TRIGGER hipaa_audit_log_no_update")
+    await d1_gateway.client.query(
+        "UPDATE hipaa_audit_log SET outcome = 'failure' WHERE chain = ? AND sequence = 2",
+        [world.a.id],
+    )
+    async with d1_gateway.unit_of_work(world.a.id) as uow:
+        checked, broken = await verify_stored_chain(uow.audit, world.a.id)
+    assert broken is not None
+    assert (checked, broken.sequence) == (1, 2)
+    assert broken.entry_id is not None
+    assert "cannot be decoded (outcome: 'failure'" in broken.reason
 
 
 async def test_d1_url_selects_the_gateway_by_entry_point(local_d1: LocalD1) -> None:

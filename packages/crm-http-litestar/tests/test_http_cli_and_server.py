@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import queue
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -17,9 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import asyncpg
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 
 from crm_http_litestar.settings import DEMO_KEY_FILE
 from crm_http_litestar.testing import SECRET, World
@@ -152,6 +157,95 @@ def test_admin_commands_token_and_audit_verify(tmp_path: Path) -> None:
     tampered = crm(tmp_path, "audit", "verify")
     line = _one_line_error(tampered)
     assert "broken at sequence" in line and "edited" in line
+
+
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def _postgres_database() -> Iterator[tuple[str, str]]:
+    """A private, empty PostgreSQL database: (CRM_DATABASE_URL, plain DSN as superuser)."""
+    url = sa.make_url(os.environ.get("CRM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    name = f"crm_cli_audit_{secrets.token_hex(4)}"
+    admin_dsn = url.render_as_string(hide_password=False).replace("+asyncpg", "", 1)
+    dsn = url.set(database=name).render_as_string(hide_password=False).replace("+asyncpg", "", 1)
+
+    async def admin(sql: str) -> None:
+        try:
+            conn = await asyncpg.connect(admin_dsn, timeout=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            pytest.fail(f"PostgreSQL at {url} is unreachable ({exc}); set CRM_TEST_POSTGRES_URL")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False), dsn
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _edit_audit_row(engine: str, target: str, sql: str) -> list[tuple[str, int]]:
+    """Run ``sql`` (an UPDATE … RETURNING id, sequence) on the audit log, past its guards."""
+    if engine == "sqlite":
+        with sqlite3.connect(target) as db:
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master "
+                "WHERE type = 'trigger' AND tbl_name = 'hipaa_audit_log'"
+            ).fetchall():
+                db.execute(f'DROP TRIGGER "{name}"')
+            return [(row[0], row[1]) for row in db.execute(sql).fetchall()]
+
+    async def edit() -> list[tuple[str, int]]:
+        conn = await asyncpg.connect(target, timeout=10)
+        try:
+            # A superuser with the append-only triggers switched off.
+            await conn.execute("SET session_replication_role = replica")
+            return [(row[0], row[1]) for row in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(edit())
+
+
+@pytest.mark.parametrize(
+    "engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_audit_verify_reports_an_undecodable_entry_as_broken(tmp_path: Path, engine: str) -> None:
+    with contextlib.ExitStack() as stack:
+        if engine == "sqlite":
+            env = {"CRM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"}
+            target = str(tmp_path / "crm.db")
+        else:
+            database_url, target = stack.enter_context(_postgres_database())
+            env = {"CRM_DATABASE_URL": database_url}
+        assert crm(tmp_path, "db", "upgrade", **env).returncode == 0
+        seeded = crm(tmp_path, "demo", "seed", "--contacts", "5", **env)
+        assert seeded.returncode == 0, seeded.stderr
+        for cidr in ("10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16"):  # three audited changes
+            allowed = crm(tmp_path, "ip", "allow", cidr, "--location", "sydney", **env)
+            assert allowed.returncode == 0, allowed.stderr
+        intact = crm(tmp_path, "audit", "verify", **env)
+        assert intact.returncode == 0, intact.stderr
+        # The second of sydney's three entries: an edit in the middle of a chain,
+        # with a good entry before it and one after.
+        edited = _edit_audit_row(
+            engine,
+            target,
+            "UPDATE hipaa_audit_log SET outcome = 'failure' WHERE id = ("
+            "SELECT id FROM hipaa_audit_log WHERE tenant_id IS NOT NULL AND sequence = 2 "
+            "ORDER BY tenant_id LIMIT 1) RETURNING id, sequence",
+        )
+        assert len(edited) == 1
+        entry_id, sequence = edited[0]
+        tampered = crm(tmp_path, "audit", "verify", **env)
+        line = _one_line_error(tampered)
+        assert tampered.returncode == 1
+        assert line.startswith("crm: error: audit chain ")
+        assert f"broken at sequence {sequence} (entry {entry_id})" in line
+        assert "cannot be decoded (outcome: 'failure'" in line
 
 
 def _free_port() -> int:

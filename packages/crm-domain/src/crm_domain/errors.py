@@ -6,6 +6,8 @@ so the HTTP layer can map them to problem details in one place.
 
 from __future__ import annotations
 
+import attrs
+
 
 class CrmError(Exception):
     """Base class of every error the domain raises on purpose."""
@@ -45,8 +47,26 @@ class ValidationError(CrmError):
         self.reason = detail
 
 
+@attrs.frozen(slots=True)
+class Reference:
+    """How many records of one kind still refer to a record whose delete was refused."""
+
+    #: The referring records' kind, e.g. ``"booking"`` (``crm_domain.relations.Table.kind``).
+    kind: str
+    count: int
+
+
 class Conflict(CrmError):
-    """The change contradicts the current state (duplicate key, illegal transition)."""
+    """The change contradicts the current state (duplicate key, illegal transition).
+
+    ``references`` is set when a delete is refused because other records still
+    refer to the record (a ``restrict`` rule of ``crm_domain.relations``): one
+    :class:`Reference` per referring kind, in the rules' order.
+    """
+
+    def __init__(self, detail: str, *, references: tuple[Reference, ...] = ()) -> None:
+        super().__init__(detail)
+        self.references = references
 
 
 class Unavailable(CrmError):
@@ -59,6 +79,7 @@ __all__ = [
     "IpNotAllowed",
     "NotFound",
     "PermissionDenied",
+    "Reference",
     "Unavailable",
     "ValidationError",
 ]

@@ -60,6 +60,35 @@ def select_equal(table: sa.Table, equal: Mapping[str, Any]) -> Statement:
     return Statement(key, cached(key, build), {f"k_{n}": equal[n] for n in names})
 
 
+def count_equal(
+    table: sa.Table, column: str, value: Any, *, excluding: Sequence[Sequence[Any]] = ()
+) -> Statement | None:
+    """``SELECT count(*) FROM table WHERE column = :value`` — unscoped, like :func:`select_equal`.
+
+    ``excluding`` lists primary keys not to count (rows the unit of work's
+    buffer replaces); ``None`` when they would not fit D1's parameter limit,
+    so the caller reads the rows instead.
+    """
+    keys = [tuple(k) for k in excluding]
+    pk = tuple(c.name for c in table.primary_key.columns)
+    if 1 + len(keys) * len(pk) > MAX_PARAMS:
+        return None
+    key = ("d1_count_equal", table.name, column, len(keys))
+    params: dict[str, Any] = {"k_value": value}
+    for i, row_key in enumerate(keys):
+        for name, part in zip(pk, row_key, strict=True):
+            params[f"k_x{i}_{name}"] = part
+
+    def build() -> sa.Executable:
+        conditions: list[Any] = [table.c[column] == sa.bindparam("k_value")]
+        for i in range(len(keys)):
+            same = [table.c[name] == sa.bindparam(f"k_x{i}_{name}") for name in pk]
+            conditions.append(sa.not_(sa.and_(*same)))
+        return sa.select(sa.func.count()).select_from(table).where(*conditions)
+
+    return Statement(key, cached(key, build), params)
+
+
 def chunked_insert(table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> list[D1Statement]:
     """Multi-row ``INSERT`` statements, each within D1's 100 bound parameters.
 

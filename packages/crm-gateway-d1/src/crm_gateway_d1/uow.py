@@ -98,6 +98,7 @@ from crm_domain.queries import (
     UserQuery,
     matches,
 )
+from crm_domain.relations import AUDIT_KIND, still_referenced
 from crm_domain.relations import TABLES as RULES
 from crm_domain.relations import Table as Rules
 from crm_gateway_sql import analytics as sql_analytics
@@ -106,7 +107,7 @@ from crm_gateway_sql import statements as st
 from crm_gateway_sql.statements import Statement
 
 from crm_gateway_d1.client import D1Client, D1Conflict, D1Statement
-from crm_gateway_d1.sql import chunked_insert, select_equal, to_d1, unless_changed
+from crm_gateway_d1.sql import chunked_insert, count_equal, select_equal, to_d1, unless_changed
 
 if TYPE_CHECKING:
     from crm_domain.ports.gateway import UnitOfWork
@@ -505,19 +506,17 @@ class D1UnitOfWork:
             raise
 
     async def _delete(self, name: str, key: Key, entity: Any) -> None:
-        rules = RULES[name]
         children = _referencing(name)
-        answers = await self.fetch_all(
-            [select_equal(_sa_table(c.name), {fk.column: key[0]}) for c, fk in children]
+        await self._refuse_if_referenced(
+            name, key, [c for c in children if c[1].on_delete == "restrict"]
         )
-        for (child, fk), rows in zip(children, answers, strict=True):
+        others = [(c, fk) for c, fk in children if fk.on_delete != "restrict"]
+        answers = await self.fetch_all(
+            [select_equal(_sa_table(c.name), {fk.column: key[0]}) for c, fk in others]
+        )
+        for (child, fk), rows in zip(others, answers, strict=True):
             for row in self._overlay(child.name, rows, {fk.column: key[0]}):
                 child_key = key_of(child.name, row)
-                if fk.on_delete == "restrict":
-                    raise Conflict(
-                        f"{rules.noun} {_show(key)} still has a {child.noun} ({fk.column}); "
-                        "delete or move those first"
-                    )
                 if fk.on_delete == "cascade":
                     await self._delete(child.name, child_key, row)
                 else:
@@ -527,17 +526,46 @@ class D1UnitOfWork:
                     table = _sa_table(child.name)
                     tenant = child_row.get("tenant_id") if st.is_tenant_table(table) else None
                     self._writes.append(st.update(table, tenant, child_row))
-        if name == "locations":
-            chain = mapping.chain_key(str(key[0]))
-            has_audit = any(e.tenant_id == key[0] for e in self._audit) or bool(
-                await self.fetch(st.audit_head(chain))
-            )
-            if has_audit:
-                raise Conflict(f"location {_show(key)} has audit entries, which are kept for good")
         table = _sa_table(name)
         tenant = getattr(entity, "tenant_id", None) if st.is_tenant_table(table) else None
         self._put(name, key, DELETED)
         self._writes.append(st.delete(table, tenant, str(key[0])))
+
+    async def _refuse_if_referenced(
+        self, name: str, key: Key, restrict: list[tuple[Rules, Any]]
+    ) -> None:
+        """Raise the relations' ``Conflict`` if rows still refer to ``key`` by a restrict key.
+
+        One ``COUNT`` per restricting key, all in one request, over D1's rows
+        the buffer does not replace, plus the buffered rows that refer.
+        """
+        value = key[0]
+        # (kind, a COUNT to run or None, rows counted here already)
+        plan: list[tuple[str, Statement | None, int]] = []
+        for child, fk in restrict:
+            pending = self.pending(child.name)
+            count = count_equal(_sa_table(child.name), fk.column, value, excluding=list(pending))
+            if count is None:  # a buffer too large for one statement: read the rows
+                plan.append(
+                    (child.kind, None, len(await self.find(child.name, {fk.column: value})))
+                )
+                continue
+            buffered = sum(
+                1
+                for e in pending.values()
+                if e is not DELETED and mapping.to_row(e)[fk.column] == value
+            )
+            plan.append((child.kind, count, buffered))
+        if name == "locations":
+            audit = st.count_equal(schema.hipaa_audit_log, None, "tenant_id", value)
+            plan.append((AUDIT_KIND, audit, sum(1 for e in self._audit if e.tenant_id == value)))
+        answers = iter(await self.fetch_all([c for _, c, _ in plan if c is not None]))
+        counts = [
+            (kind, extra + (0 if c is None else int(next(iter(next(answers)[0].values())))))
+            for kind, c, extra in plan
+        ]
+        if any(n for _, n in counts):
+            raise still_referenced(name, key, counts)
 
     def savepoint(self) -> _Saved:
         """A copy of the buffer to return to."""
@@ -1113,7 +1141,8 @@ class _Audit:
     async def chain(self, after_sequence: int = 0, limit: int = 1000) -> Sequence[AuditEntry]:
         """The bound chain in sequence order, after ``after_sequence``."""
         rows = await self._uow.fetch(st.audit_chain(self._uow.tenant_id, after_sequence, limit))
-        entries = [mapping.from_row(AuditEntry, r) for r in rows]
+        # An edited, undecodable row raises UndecodableEntry (verification reports it).
+        entries = [mapping.audit_entry_from_row(r) for r in rows]
         entries += [e for e in self._buffered() if e.sequence > after_sequence]
         return entries[:limit]
 

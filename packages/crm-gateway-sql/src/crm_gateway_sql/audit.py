@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import anyio
-import anyio.from_thread
-import anyio.to_thread
-from crm_domain.audit_chain import ChainBreak, verify_chain
-from crm_domain.entities import AuditEntry
+from crm_domain.audit_chain import ChainBreak, verify_stored_chain
 from crm_domain.ports.gateway import DatabaseGateway
 from crm_domain.queries import LocationQuery
 
@@ -21,28 +15,14 @@ async def verify(
 ) -> ChainBreak | None:
     """Check one chain (a location's, or the system chain for ``None``); the first break.
 
-    :func:`crm_domain.audit_chain.verify_chain` walks the whole chain in
-    sequence order, so a deleted, edited or reordered entry anywhere is
-    reported where it first shows.  It runs in a worker thread and pulls
-    entries through a generator that reads ``batch`` at a time on the event
-    loop, so memory stays bounded however long the chain is, and reading
-    stops at the first break.
+    :func:`crm_domain.audit_chain.verify_stored_chain` walks the whole chain in
+    sequence order, ``batch`` entries at a time (bounded memory however long
+    the chain is), so a deleted, edited, reordered or undecodable entry
+    anywhere is reported where it first shows, and reading stops there.
     """
     async with gateway.unit_of_work(tenant_id) as uow:
-
-        async def read(after: int) -> list[AuditEntry]:
-            return list(await uow.audit.chain(after_sequence=after, limit=batch))
-
-        def entries() -> Iterator[AuditEntry]:
-            after = 0
-            while True:
-                entries_read = anyio.from_thread.run(read, after)
-                yield from entries_read
-                if len(entries_read) < batch:
-                    return
-                after = entries_read[-1].sequence
-
-        return await anyio.to_thread.run_sync(verify_chain, entries(), tenant_id)
+        _, broken = await verify_stored_chain(uow.audit, tenant_id, batch=batch)
+        return broken
 
 
 async def verify_all(gateway: DatabaseGateway) -> ChainBreak | None:

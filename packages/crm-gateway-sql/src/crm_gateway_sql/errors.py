@@ -24,6 +24,15 @@ from crm_gateway_sql.schema import metadata
 from crm_gateway_sql.statements import Statement
 
 
+class StillReferenced(Conflict):
+    """A delete refused by a foreign key: the repository replaces it with counts.
+
+    The driver's message does not say which rows refer (and SQLite's says
+    nothing at all), so the repository counts them — only on this error path —
+    and raises :func:`crm_domain.relations.still_referenced`'s ``Conflict``.
+    """
+
+
 def fk_column(fk: sa.ForeignKeyConstraint) -> str:
     """The column a failing foreign key is reported under (what the caller set)."""
     names = [c.name for c in fk.columns if c.name != "tenant_id" and not c.name.endswith("_scope")]
@@ -72,7 +81,7 @@ def from_sqlite(exc: BaseException, statement: Statement | None = None) -> CrmEr
     if isinstance(exc, sqlite3.IntegrityError):
         if "FOREIGN KEY" in message:
             if _is_delete(statement):
-                return Conflict("still referenced by other records")
+                return StillReferenced("still referenced by other records")
             column = _fk_column(_table_of(statement))
             return ValidationError(column, "refers to a record that does not exist")
         if "UNIQUE" in message or "PRIMARY KEY" in message:
@@ -111,7 +120,7 @@ def from_postgres(exc: BaseException, statement: Statement | None = None) -> Crm
         return Conflict(f"already exists ({detail})")
     if code == _FOREIGN_KEY:
         if _is_delete(statement):
-            return Conflict("still referenced by other records")
+            return StillReferenced("still referenced by other records")
         # Through SQLAlchemy the asyncpg error is the DBAPI error's cause;
         # a statement run on the driver raises it directly.
         constraint = getattr(

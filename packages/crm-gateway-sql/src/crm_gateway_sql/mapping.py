@@ -24,6 +24,7 @@ import attrs
 import cattrs
 import sqlalchemy as sa
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from crm_domain.audit_chain import UndecodableEntry
 from crm_domain.entities import (
     AuditEntry,
     AutomationRule,
@@ -103,6 +104,28 @@ TABLES: dict[type[Any], sa.Table] = {
 }
 
 
+#: The table of each collection named in :data:`crm_domain.relations.TABLES`
+#: (the outbox is not an entity table and is left out).
+RELATION_TABLES: dict[str, sa.Table] = {
+    "locations": schema.locations,
+    "users": schema.staff_users,
+    "memberships": schema.user_permissions,
+    "permissions": schema.permissions,
+    "sessions": schema.sessions,
+    "webhook_receipts": schema.processed_webhook_events,
+    "ip_rules": schema.ip_whitelist,
+    "contacts": schema.contacts,
+    "campaigns": schema.email_campaigns,
+    "touchpoints": schema.touchpoints,
+    "bookings": schema.bookings,
+    "tasks": schema.tasks,
+    "sms": schema.sms_messages,
+    "deliveries": schema.campaign_deliveries,
+    "automations": schema.automation_rules,
+    "idempotency": schema.idempotency_keys,
+}
+
+
 #: ``(x_scope, x_id)`` column pairs of same-location references that are set
 #: NULL on delete (see ``schema._scoped_set_null``), per entity class.
 _SCOPES: dict[type[Any], tuple[tuple[str, str], ...]] = {
@@ -147,21 +170,37 @@ def make_sql_converter() -> cattrs.Converter:
     conv.register_structure_hook(date, lambda v, _t: date.fromisoformat(v))
     conv.register_structure_hook(bool, lambda v, _t: bool(v))
 
-    for cls, fields in _JSON_FIELDS.items():
+    for cls in dict.fromkeys([*_JSON_FIELDS, *TABLES]):
         hints = attrs.resolve_types(cls)
         types = {a.name: a.type for a in attrs.fields(hints)}
+        fields = _JSON_FIELDS.get(cls, ())
         un_overrides = {
             name: override(unstruct_hook=_json_dumper(nested, types[name])) for name in fields
         }
         st_overrides = {
             name: override(struct_hook=_json_loader(nested, types[name])) for name in fields
         }
+        # Datetime fields have an attrs converter (normalising to UTC), which
+        # ``prefer_attrib_converters`` would hand the stored integer: decode first.
+        for name, kind in types.items():
+            if kind is datetime:
+                st_overrides[name] = override(struct_hook=_load_micros)
+            elif kind == datetime | None:
+                st_overrides[name] = override(struct_hook=_load_optional_micros)
         # (cattrs types ``**kwargs`` overrides loosely; the calls are as documented.)
         make_un: Any = make_dict_unstructure_fn
         make_st: Any = make_dict_structure_fn
         conv.register_unstructure_hook(cls, make_un(cls, conv, **un_overrides))
         conv.register_structure_hook(cls, make_st(cls, conv, **st_overrides))
     return conv
+
+
+def _load_micros(value: Any, _type: Any) -> datetime:
+    return from_micros(value)
+
+
+def _load_optional_micros(value: Any, _type: Any) -> datetime | None:
+    return None if value is None else from_micros(value)
 
 
 def _enum_value(value: enum.Enum) -> Any:
@@ -225,6 +264,46 @@ def from_row_validated(cls: type[T], row: Mapping[str, Any]) -> T:
 
 
 _LOADERS: dict[type[Any], Callable[[Mapping[str, Any]], Any]] = {}
+
+
+def audit_entry_from_row(row: Mapping[str, Any]) -> AuditEntry:
+    """Like ``from_row(AuditEntry, row)``, but a row that does not decode raises
+    :class:`~crm_domain.audit_chain.UndecodableEntry` naming the entry and the column.
+
+    Audit rows are the one place where an edited row is expected (that is what
+    verification looks for), so a value the entity cannot hold — an unknown
+    ``outcome``, text where a timestamp belongs — must be reported, not crash.
+    """
+    try:
+        return from_row(AuditEntry, row)
+    except Exception as exc:  # any decoding failure of an edited row is the same finding
+        field, reason = _failing_field(AuditEntry, row, exc)
+        sequence = row.get("sequence")
+        entry_id = row.get("id")
+        raise UndecodableEntry(
+            sequence=sequence if isinstance(sequence, int) else 0,
+            entry_id=entry_id if isinstance(entry_id, str) else None,
+            field=field,
+            reason=reason,
+        ) from exc
+
+
+def _failing_field(cls: type[Any], row: Mapping[str, Any], error: Exception) -> tuple[str, str]:
+    # Decode field by field to name the column that failed (only on the error path).
+    for attribute in attrs.fields(attrs.resolve_types(cls)):
+        if attribute.name not in row:
+            return attribute.name, "missing"
+        try:
+            _field_loader(cls, attribute.name, attribute.type)(row[attribute.name])
+        except Exception as exc:  # the same failure, now with its column
+            return attribute.name, _reason(exc, row[attribute.name])
+    return "row", _reason(error, None)
+
+
+def _reason(exc: Exception, value: Any) -> str:
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{shown} is not a valid value ({type(exc).__name__})"
 
 
 def _field_loader(cls: type[Any], name: str, kind: Any) -> Callable[[Any], Any]:
@@ -341,7 +420,9 @@ def column_names(table: sa.Table) -> tuple[str, ...]:
 
 
 __all__ = [
+    "RELATION_TABLES",
     "TABLES",
+    "audit_entry_from_row",
     "chain_key",
     "column_names",
     "from_micros",

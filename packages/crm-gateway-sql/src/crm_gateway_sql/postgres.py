@@ -57,6 +57,8 @@ _SETUP = sa.text(
 _SETUP_NO_ROLE = sa.text(
     "SELECT set_config('crm.tenant_id', :tenant, true), set_config('crm.scope', :scope, true)"
 )
+#: Rebinding the transaction's location (transaction-local, like the setup).
+_BIND_SQL = "SELECT set_config('crm.tenant_id', $1, true), set_config('crm.scope', $2, true)"
 _CHAIN_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('crm.audit:' || $1::text, 0))"
 
 
@@ -197,6 +199,20 @@ class PostgresSession:
     async def fetch(self, statement: Statement) -> list[Row]:
         """Run a statement and return its rows as dicts."""
         return [dict(r) for r in await self._run(statement, rows=True)]
+
+    async def fetch_as_tenant(
+        self, tenant_id: str, statements: Sequence[Statement]
+    ) -> list[list[Row]]:
+        """Run reads with ``crm.tenant_id`` set to ``tenant_id``, then restore the binding."""
+        await self._connection()
+        driver = self._driver
+        own = (self._tenant_id or "", "tenant" if self._tenant_id is not None else "system")
+        with _translated():
+            await driver.execute(_BIND_SQL, tenant_id, "tenant")
+            try:
+                return [await self.fetch(statement) for statement in statements]
+            finally:
+                await driver.execute(_BIND_SQL, *own)
 
     async def execute(self, statement: Statement) -> int:
         """Run a statement; return the number of rows it changed."""

@@ -39,11 +39,16 @@ from crm_domain.errors import Conflict, NotFound, PermissionDenied, ValidationEr
 from crm_domain.pagination import Page, page_from_rows
 from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.queries import AuditQuery, IpRuleQuery, ListQuery
+from crm_domain.relations import AUDIT_KIND, restricting, still_referenced
+from crm_domain.relations import TABLES as RELATIONS
 
 from crm_gateway_sql import schema
 from crm_gateway_sql import statements as st
 from crm_gateway_sql.analytics import compute
+from crm_gateway_sql.errors import StillReferenced
 from crm_gateway_sql.mapping import (
+    RELATION_TABLES,
+    audit_entry_from_row,
     chain_key,
     from_row,
     outbox_from_row,
@@ -74,6 +79,10 @@ class _Base:
         if self._uow.tenant_id is None:
             raise PermissionDenied("this repository needs a unit of work bound to a location")
         return self._uow.tenant_id
+
+
+#: The collection of ``crm_domain.relations`` each repository's noun names.
+_RELATION_OF_NOUN = {table.noun: table.name for table in RELATIONS.values()}
 
 
 class CrudRepository(_Base, Generic[E, Q]):
@@ -114,10 +123,45 @@ class CrudRepository(_Base, Generic[E, Q]):
             raise NotFound(f"{self._noun} {getattr(entity, 'id', '?')!r} not found")
 
     async def delete(self, entity_id: str) -> None:
-        """Delete; foreign keys restrict, cascade or clear references."""
-        changed = await self._session.execute(st.delete(self._table, self._scope(), entity_id))
+        """Delete; foreign keys restrict, cascade or clear references.
+
+        A delete a ``restrict`` key refuses raises the ``Conflict`` of
+        :func:`crm_domain.relations.still_referenced`, with one ``COUNT`` per
+        restricting key (run only once the database has refused).
+        """
+        try:
+            changed = await self._session.execute(st.delete(self._table, self._scope(), entity_id))
+        except StillReferenced:
+            raise await self._still_referenced(entity_id) from None
         if changed == 0:
             raise NotFound(f"{self._noun} {entity_id!r} not found")
+
+    async def _still_referenced(self, entity_id: str) -> Conflict:
+        relation = _RELATION_OF_NOUN[self._noun]
+        kinds: list[str] = []
+        statements: list[st.Statement] = []
+        for child, fk in restricting(relation):
+            table = RELATION_TABLES[child.name]
+            # A location's rows are counted as that location's; others within
+            # this unit of work's location (the referring rows share it).
+            scope = entity_id if fk.column == "tenant_id" else self._uow.tenant_id
+            kinds.append(child.kind)
+            statements.append(
+                st.count_equal(
+                    table, scope if st.is_tenant_table(table) else None, fk.column, entity_id
+                )
+            )
+        if relation == "locations":
+            kinds.append(AUDIT_KIND)
+            statements.append(st.count_equal(schema.hipaa_audit_log, None, "tenant_id", entity_id))
+            answers = await self._session.fetch_as_tenant(entity_id, statements)
+        else:
+            answers = [await self._session.fetch(statement) for statement in statements]
+        counts = [
+            (kind, int(next(iter(rows[0].values()))))
+            for kind, rows in zip(kinds, answers, strict=True)
+        ]
+        return still_referenced(relation, entity_id, counts)
 
     async def list(self, query: Q) -> Page[E]:
         """One page of matching entities, newest id first."""
@@ -453,7 +497,7 @@ class AuditRepository(_Base):
     async def chain(self, after_sequence: int = 0, limit: int = 1000) -> Sequence[AuditEntry]:
         """The bound chain in sequence order, after ``after_sequence``."""
         rows = await self._session.fetch(st.audit_chain(self._uow.tenant_id, after_sequence, limit))
-        return [from_row(AuditEntry, r) for r in rows]
+        return [audit_entry_from_row(r) for r in rows]
 
 
 def _duplicate_message(entries: Sequence[AuditEntry]) -> str:

@@ -39,6 +39,17 @@ class SqlSession(Protocol):
         """Run a statement that returns no rows; return the affected row count."""
         ...
 
+    async def fetch_as_tenant(
+        self, tenant_id: str, statements: Sequence[Statement]
+    ) -> list[list[Row]]:
+        """Run read ``statements`` seeing ``tenant_id``'s rows, in this transaction.
+
+        For counting a location's rows from a unit of work bound elsewhere (or
+        to none) when its delete is refused: PostgreSQL's row-level security
+        would otherwise hide them.  The transaction's own binding is restored.
+        """
+        ...
+
     async def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run one statement per parameter set in ``rows`` (``executemany``); all or nothing."""
         ...

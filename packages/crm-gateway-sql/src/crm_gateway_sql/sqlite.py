@@ -260,6 +260,12 @@ class SqliteSession:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
+    async def fetch_as_tenant(
+        self, tenant_id: str, statements: Sequence[Statement]
+    ) -> list[list[Row]]:
+        """Run reads (SQLite has no row-level security: scoping is in the statements)."""
+        return [await self.fetch(statement) for statement in statements]
+
     async def execute(self, statement: Statement) -> int:
         """Run a statement; return the number of rows it changed."""
         conn = await self._connection(statement)

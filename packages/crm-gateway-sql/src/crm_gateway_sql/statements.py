@@ -230,6 +230,22 @@ def update(table: sa.Table, tenant_id: str | None, row: Mapping[str, Any]) -> St
     return Statement(key, cached(key, build), params, True)
 
 
+def count_equal(table: sa.Table, tenant_id: str | None, column: str, value: Any) -> Statement:
+    """``SELECT count(*) FROM table WHERE column = :value`` (scoped): rows referring to a row."""
+    params: dict[str, Any] = {"k_value": value}
+    where = _where(table, tenant_id, params)
+    key = ("count_equal", table.name, column, bool(where))
+
+    def build() -> sa.Executable:
+        return (
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(table.c[column] == sa.bindparam("k_value"), *where)
+        )
+
+    return Statement(key, cached(key, build), params)
+
+
 def delete(table: sa.Table, tenant_id: str | None, entity_id: str) -> Statement:
     """Delete the row with this id (scoped)."""
     params: dict[str, Any] = {"k_id": entity_id}

@@ -39,6 +39,13 @@ _BACKTICK = re.compile(r"`([^`]+)`")
 _AT_PATH = re.compile(r"at `\$\.?([^`]*)`")
 
 
+class ProblemReference(msgspec.Struct):
+    """Records of one kind that still refer to the record a refused delete named."""
+
+    kind: str
+    count: int
+
+
 class Problem(msgspec.Struct, omit_defaults=True):
     """An RFC 9457 problem detail as this API sends it."""
 
@@ -51,6 +58,9 @@ class Problem(msgspec.Struct, omit_defaults=True):
     field: str | None = None
     #: The request id, to find the matching audit entry.
     request_id: str | None = None
+    #: A 409 for a delete refused while other records refer to the record:
+    #: which kinds, and how many of each (``[{"kind": "booking", "count": 3}]``).
+    references: list[ProblemReference] | None = None
 
 
 class Unauthenticated(Exception):
@@ -114,7 +124,10 @@ def problem_for(exc: BaseException) -> tuple[Problem, dict[str, str]]:
         headers["Retry-After"] = str(exc.retry_after)
         return problem(409, exc.detail), headers
     if isinstance(exc, Conflict):
-        return problem(409, exc.detail), headers
+        conflict = problem(409, exc.detail)
+        if exc.references:
+            conflict.references = [ProblemReference(r.kind, r.count) for r in exc.references]
+        return conflict, headers
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = "1"
         return problem(503, exc.detail), headers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import attrs
@@ -43,15 +44,43 @@ def optional_text(max_length: int) -> Any:
     return check
 
 
+def utc(value: datetime) -> datetime:
+    """Converter: an aware datetime becomes the same instant in UTC.
+
+    The one timezone rule of the library (and so of the API): every time an
+    entity holds — and so every time a gateway or a service returns — is UTC,
+    whatever offset it was given with, so create, get, list and update agree on
+    every gateway.  A location's timezone is for bucketing reports and display
+    only.  Anything else is left as it is for the validator to refuse.
+    """
+    if isinstance(value, datetime) and value.tzinfo is not UTC and value.utcoffset() is not None:
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 shifted past the range: the validator says so
+            return value
+    return value
+
+
+def optional_utc(value: datetime | None) -> datetime | None:
+    """Converter: :func:`utc`, with ``None`` kept."""
+    return None if value is None else utc(value)
+
+
 def aware(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """Validator: an aware datetime."""
-    require_aware(value, field=attribute.name)
+    """Validator: an aware datetime, in UTC (see :func:`utc`)."""
+    moment = require_aware(value, field=attribute.name)
+    if moment.utcoffset() != _ZERO:
+        # Only a moment at the very edge of the calendar fails to convert.
+        raise ValidationError(attribute.name, "is out of the supported range of dates")
 
 
-def optional_aware(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """Validator: ``None`` or an aware datetime."""
+def optional_aware(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Validator: ``None`` or an aware datetime, in UTC."""
     if value is not None:
-        require_aware(value, field=attribute.name)
+        aware(instance, attribute, value)
+
+
+_ZERO = timedelta(0)
 
 
 def email_or_none(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import attrs
 
-from crm_domain.entities._fields import aware, coerce_enum, non_negative, optional_text, text
+from crm_domain.entities._fields import aware, coerce_enum, non_negative, optional_text, text, utc
 
 
 class AuditOutcome(enum.StrEnum):
@@ -48,7 +48,7 @@ class AuditEntry:
     status_code: int | None = None
     duration_ms: int | None = None
     detail: str | None = attrs.field(default=None, validator=optional_text(2000))
-    occurred_at: datetime = attrs.field(validator=aware)
+    occurred_at: datetime = attrs.field(converter=utc, validator=aware)
     sequence: int = attrs.field(default=0, validator=non_negative)
     prev_hash: str = attrs.field(default="", validator=text(64, allow_empty=True))
     hash: str = attrs.field(default="", validator=text(64, allow_empty=True))

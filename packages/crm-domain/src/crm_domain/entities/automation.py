@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from crm_domain.entities._fields import aware, coerce_enum, frozen_mapping, json_scalars, text
+from crm_domain.entities._fields import aware, coerce_enum, frozen_mapping, json_scalars, text, utc
 
 
 class ConditionOp(enum.StrEnum):
@@ -71,5 +71,5 @@ class AutomationRule:
     conditions: tuple[RuleCondition, ...] = attrs.field(default=(), converter=tuple)
     actions: tuple[RuleAction, ...] = attrs.field(default=(), converter=tuple)
     enabled: bool = True
-    created_at: datetime = attrs.field(validator=aware)
-    updated_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    updated_at: datetime = attrs.field(converter=utc, validator=aware)

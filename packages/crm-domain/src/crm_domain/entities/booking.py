@@ -7,7 +7,7 @@ from datetime import datetime
 
 import attrs
 
-from crm_domain.entities._fields import aware, coerce_enum, optional_text, text
+from crm_domain.entities._fields import aware, coerce_enum, optional_text, text, utc
 from crm_domain.errors import Conflict, ValidationError
 from crm_domain.values import TimeRange
 
@@ -44,16 +44,16 @@ class Booking:
     tenant_id: str = attrs.field(validator=text(64))
     contact_id: str = attrs.field(validator=text(64))
     service_type: str = attrs.field(validator=text(100))
-    starts_at: datetime = attrs.field(validator=aware)
-    ends_at: datetime = attrs.field(validator=_after_start)
+    starts_at: datetime = attrs.field(converter=utc, validator=aware)
+    ends_at: datetime = attrs.field(converter=utc, validator=_after_start)
     status: BookingStatus = attrs.field(default=BookingStatus.PENDING, converter=_to_status)
     #: The sender's id (e.g. Wix booking id) for idempotent upserts; unique per location.
     external_id: str | None = attrs.field(default=None, validator=optional_text(255))
     source: str = attrs.field(default="manual", validator=text(50))
     notes: str | None = attrs.field(default=None, validator=optional_text(10_000))
     cancellation_reason: str | None = attrs.field(default=None, validator=optional_text(500))
-    created_at: datetime = attrs.field(validator=aware)
-    updated_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    updated_at: datetime = attrs.field(converter=utc, validator=aware)
 
     @property
     def time_range(self) -> TimeRange:

@@ -14,7 +14,9 @@ from crm_domain.entities._fields import (
     non_negative,
     optional_aware,
     optional_text,
+    optional_utc,
     text,
+    utc,
 )
 from crm_domain.entities.contact import ContactSource, ContactStatus
 
@@ -70,12 +72,14 @@ class EmailCampaign:
     status: CampaignStatus = attrs.field(
         default=CampaignStatus.DRAFT, converter=_to_campaign_status
     )
-    scheduled_at: datetime | None = attrs.field(default=None, validator=optional_aware)
+    scheduled_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
     sent_count: int = attrs.field(default=0, validator=non_negative)
     opened_count: int = attrs.field(default=0, validator=non_negative)
     clicked_count: int = attrs.field(default=0, validator=non_negative)
-    created_at: datetime = attrs.field(validator=aware)
-    updated_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    updated_at: datetime = attrs.field(converter=utc, validator=aware)
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -103,7 +107,13 @@ class CampaignDelivery:
     )
     provider_message_id: str | None = attrs.field(default=None, validator=optional_text(255))
     error: str | None = attrs.field(default=None, validator=optional_text(2000))
-    created_at: datetime = attrs.field(validator=aware)
-    sent_at: datetime | None = attrs.field(default=None, validator=optional_aware)
-    opened_at: datetime | None = attrs.field(default=None, validator=optional_aware)
-    clicked_at: datetime | None = attrs.field(default=None, validator=optional_aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    sent_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
+    opened_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
+    clicked_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )

@@ -14,11 +14,13 @@ from crm_domain.entities._fields import (
     email_or_none,
     optional_aware,
     optional_text,
+    optional_utc,
     phone_or_none,
     str_tuple,
     tag_rules,
     tags,
     text,
+    utc,
     warmness,
 )
 from crm_domain.errors import ValidationError
@@ -93,12 +95,14 @@ class Contact:
     email_opt_in: bool = False
     #: Consent to SMS; cleared for good by an opt-out reply (STOP).
     sms_opt_in: bool = False
-    consent_updated_at: datetime | None = attrs.field(default=None, validator=optional_aware)
+    consent_updated_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
     service_interest: str | None = attrs.field(default=None, validator=optional_text(100))
     date_of_birth: date | None = attrs.field(default=None, validator=_past_date)
     notes: str | None = attrs.field(default=None, validator=optional_text(10_000))
-    created_at: datetime = attrs.field(validator=aware)
-    updated_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    updated_at: datetime = attrs.field(converter=utc, validator=aware)
 
     @property
     def full_name(self) -> str:

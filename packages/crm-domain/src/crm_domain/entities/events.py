@@ -8,7 +8,15 @@ from typing import Any
 
 import attrs
 
-from crm_domain.entities._fields import aware, frozen_mapping, optional_aware, optional_text, text
+from crm_domain.entities._fields import (
+    aware,
+    frozen_mapping,
+    optional_aware,
+    optional_text,
+    optional_utc,
+    text,
+    utc,
+)
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -25,7 +33,7 @@ class DomainEvent:
     aggregate_type: str = attrs.field(validator=text(64))
     aggregate_id: str = attrs.field(validator=text(64))
     payload: dict[str, Any] = attrs.field(factory=dict, converter=frozen_mapping, hash=False)
-    occurred_at: datetime = attrs.field(validator=aware)
+    occurred_at: datetime = attrs.field(converter=utc, validator=aware)
 
 
 class OutboxStatus(enum.StrEnum):
@@ -48,6 +56,8 @@ class OutboxMessage:
     event: DomainEvent
     status: OutboxStatus = OutboxStatus.PENDING
     attempts: int = 0
-    available_at: datetime = attrs.field(validator=aware)
-    claimed_until: datetime | None = attrs.field(default=None, validator=optional_aware)
+    available_at: datetime = attrs.field(converter=utc, validator=aware)
+    claimed_until: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
     last_error: str | None = None

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from crm_domain.entities._fields import aware, optional_text, text
+from crm_domain.entities._fields import aware, optional_text, text, utc
 from crm_domain.errors import ValidationError
 from crm_domain.values import cidr_version, parse_cidr
 
@@ -26,7 +26,7 @@ class IpRule:
     cidr: str = attrs.field(validator=_canonical_cidr)
     description: str | None = attrs.field(default=None, validator=optional_text(500))
     is_active: bool = True
-    created_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
     created_by: str = attrs.field(validator=text(255))
 
     @property

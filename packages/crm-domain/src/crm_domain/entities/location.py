@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from crm_domain.entities._fields import aware, non_negative, optional_text, text
+from crm_domain.entities._fields import aware, non_negative, optional_text, text, utc
 from crm_domain.errors import ValidationError
 from crm_domain.values import parse_code
 
@@ -78,7 +78,7 @@ class Location:
     address: str | None = attrs.field(default=None, validator=optional_text(500))
     is_active: bool = True
     settings: LocationSettings = attrs.field(factory=LocationSettings)
-    created_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import attrs
 
-from crm_domain.entities._fields import aware, coerce_enum, text
+from crm_domain.entities._fields import aware, coerce_enum, text, utc
 from crm_domain.entities.staff import Role
 
 
@@ -68,7 +68,7 @@ class Permission:
     resource: Resource = attrs.field(converter=_to_resource)
     action: Action = attrs.field(converter=_to_action)
     conditions: PermissionConditions = attrs.field(factory=PermissionConditions)
-    created_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
 
     @property
     def key(self) -> str:

@@ -12,7 +12,9 @@ from crm_domain.entities._fields import (
     coerce_enum,
     optional_aware,
     optional_text,
+    optional_utc,
     text,
+    utc,
 )
 from crm_domain.errors import Conflict, NotFound, ValidationError
 
@@ -24,10 +26,12 @@ class Session:
     id: str = attrs.field(validator=text(64))
     user_id: str = attrs.field(validator=text(64))
     location_id: str | None = attrs.field(default=None, validator=optional_text(64))
-    created_at: datetime = attrs.field(validator=aware)
-    last_seen_at: datetime = attrs.field(validator=aware)
-    expires_at: datetime = attrs.field(validator=aware)
-    revoked_at: datetime | None = attrs.field(default=None, validator=optional_aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    last_seen_at: datetime = attrs.field(converter=utc, validator=aware)
+    expires_at: datetime = attrs.field(converter=utc, validator=aware)
+    revoked_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
 
     def is_live(self, now: datetime, idle_timeout: timedelta) -> bool:
         """Not revoked, not expired, and used within ``idle_timeout`` (automatic logoff)."""
@@ -45,7 +49,7 @@ class WebhookReceipt:
     source: str = attrs.field(validator=text(50))
     event_id: str = attrs.field(validator=text(255))
     tenant_id: str | None = attrs.field(default=None, validator=optional_text(64))
-    received_at: datetime = attrs.field(validator=aware)
+    received_at: datetime = attrs.field(converter=utc, validator=aware)
 
 
 class IdempotencyState(enum.StrEnum):
@@ -84,8 +88,10 @@ class IdempotencyRecord:
     state: IdempotencyState = attrs.field(converter=_to_state)
     status_code: int | None = None
     response_body: str | None = None
-    created_at: datetime = attrs.field(validator=aware)
-    completed_at: datetime | None = attrs.field(default=None, validator=optional_aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    completed_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
 
     def __attrs_post_init__(self) -> None:
         answer = (self.status_code, self.response_body, self.completed_at)

@@ -13,8 +13,10 @@ from crm_domain.entities._fields import (
     coerce_enum,
     optional_aware,
     optional_text,
+    optional_utc,
     phone_or_none,
     text,
+    utc,
 )
 from crm_domain.errors import ValidationError
 
@@ -87,5 +89,7 @@ class SmsMessage:
     intent: SmsIntent | None = attrs.field(default=None, converter=_to_intent)
     intent_confidence: float | None = attrs.field(default=None, validator=_confidence)
     booking_id: str | None = attrs.field(default=None, validator=optional_text(64))
-    created_at: datetime = attrs.field(validator=aware)
-    sent_at: datetime | None = attrs.field(default=None, validator=optional_aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    sent_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )

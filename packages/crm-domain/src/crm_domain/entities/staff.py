@@ -14,7 +14,9 @@ from crm_domain.entities._fields import (
     email_or_none,
     optional_aware,
     optional_text,
+    optional_utc,
     text,
+    utc,
 )
 
 
@@ -45,8 +47,10 @@ class StaffUser:
     is_active: bool = True
     #: Google account subject, bound at first Google sign-in.
     google_sub: str | None = attrs.field(default=None, validator=optional_text(255))
-    created_at: datetime = attrs.field(validator=aware)
-    last_login_at: datetime | None = attrs.field(default=None, validator=optional_aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    last_login_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
 
 
 class Effect(enum.StrEnum):
@@ -82,4 +86,4 @@ class Membership:
         default=(), converter=_overrides
     )
     is_active: bool = True
-    created_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)

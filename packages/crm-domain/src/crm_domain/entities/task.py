@@ -7,7 +7,15 @@ from datetime import datetime
 
 import attrs
 
-from crm_domain.entities._fields import aware, coerce_enum, optional_aware, optional_text, text
+from crm_domain.entities._fields import (
+    aware,
+    coerce_enum,
+    optional_aware,
+    optional_text,
+    optional_utc,
+    text,
+    utc,
+)
 
 
 class TaskStatus(enum.StrEnum):
@@ -49,7 +57,11 @@ class Task:
     assignee_id: str | None = attrs.field(default=None, validator=optional_text(64))
     status: TaskStatus = attrs.field(default=TaskStatus.OPEN, converter=_to_status)
     priority: TaskPriority = attrs.field(default=TaskPriority.NORMAL, converter=_to_priority)
-    due_at: datetime | None = attrs.field(default=None, validator=optional_aware)
-    completed_at: datetime | None = attrs.field(default=None, validator=optional_aware)
-    created_at: datetime = attrs.field(validator=aware)
-    updated_at: datetime = attrs.field(validator=aware)
+    due_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
+    completed_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
+    created_at: datetime = attrs.field(converter=utc, validator=aware)
+    updated_at: datetime = attrs.field(converter=utc, validator=aware)

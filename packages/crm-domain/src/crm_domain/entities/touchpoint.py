@@ -15,6 +15,7 @@ from crm_domain.entities._fields import (
     json_scalars,
     optional_text,
     text,
+    utc,
 )
 
 
@@ -68,10 +69,10 @@ class Touchpoint:
     contact_id: str = attrs.field(validator=text(64))
     kind: TouchpointKind = attrs.field(converter=_to_kind)
     channel: Channel = attrs.field(default=Channel.OTHER, converter=_to_channel)
-    occurred_at: datetime = attrs.field(validator=aware)
+    occurred_at: datetime = attrs.field(converter=utc, validator=aware)
     campaign_id: str | None = attrs.field(default=None, validator=optional_text(64))
     #: Small flat facts (utm_source, page, duration_s); never free-text PHI.
     metadata: dict[str, Any] = attrs.field(
         factory=dict, converter=frozen_mapping, validator=json_scalars, hash=False
     )
-    created_at: datetime = attrs.field(validator=aware)
+    created_at: datetime = attrs.field(converter=utc, validator=aware)

@@ -19,7 +19,14 @@ import attrs
 
 from crm_domain.entities import AuditEntry
 from crm_domain.errors import Conflict, NotFound, Unavailable, ValidationError
-from crm_domain.relations import TABLES, Table, referencing
+from crm_domain.relations import (
+    AUDIT_KIND,
+    TABLES,
+    Table,
+    referencing,
+    restricting,
+    still_referenced,
+)
 
 
 class _Deleted:
@@ -133,23 +140,29 @@ class Tx:
             raise
 
     def _delete(self, table: Table, key: Hashable) -> None:
+        # Restricting keys first, counted all together, so the refusal names
+        # every kind that still refers to the row (as every gateway does).
+        counts = [
+            (child.kind, sum(1 for r in self.rows(child.name) if getattr(r, fk.column) == key))
+            for child, fk in restricting(table.name)
+        ]
+        if table.name == "locations":
+            chain = self.store.chains.get(str(key)) or []
+            counts.append(
+                (AUDIT_KIND, len(chain) + sum(1 for e in self.audit if e.tenant_id == key))
+            )
+        if any(n for _, n in counts):
+            raise still_referenced(table.name, key, counts)
         for child, fk in referencing(table.name):
+            if fk.on_delete == "restrict":
+                continue
             for row in list(self.rows(child.name)):
                 if getattr(row, fk.column) != key:
                     continue
-                if fk.on_delete == "restrict":
-                    raise Conflict(
-                        f"{table.noun} {key!r} still has a {child.noun} ({fk.column}); "
-                        f"delete or move those first"
-                    )
                 if fk.on_delete == "cascade":
                     self._delete(child, child.primary_key(row))
                 else:
                     self._put(child, child.primary_key(row), attrs.evolve(row, **{fk.column: None}))
-        if table.name == "locations" and (
-            self.store.chains.get(str(key)) or any(e.tenant_id == key for e in self.audit)
-        ):
-            raise Conflict(f"location {key!r} has audit entries, which are kept for good")
         self._put(table, key, DELETED)
 
     def validate(self, table: Table, row: Any) -> None:

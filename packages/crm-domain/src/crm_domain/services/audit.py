@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import attrs
 
 from crm_domain.audit import AuditAction, AuditRecorder
-from crm_domain.audit_chain import ChainBreak, verify_chain
+from crm_domain.audit_chain import ChainBreak, verify_stored_chain
 from crm_domain.context import Context
 from crm_domain.entities import Action, AuditEntry, Location, Resource
 from crm_domain.pagination import Page
@@ -28,6 +28,7 @@ class ChainReport:
 
     tenant_id: str | None
     location_code: str | None
+    #: Entries verified (up to the first break).
     entries: int
     broken: ChainBreak | None
 
@@ -114,20 +115,8 @@ class AuditService:
 
 
 async def _verify(uow: UnitOfWork, tenant_id: str | None, code: str | None) -> ChainReport:
-    entries: list[AuditEntry] = []
-    after = 0
-    while True:
-        batch = await uow.audit.chain(after_sequence=after, limit=CHAIN_PAGE)
-        entries.extend(batch)
-        if len(batch) < CHAIN_PAGE:
-            break
-        after = batch[-1].sequence
-    return ChainReport(
-        tenant_id=tenant_id,
-        location_code=code,
-        entries=len(entries),
-        broken=verify_chain(entries, tenant_id),
-    )
+    checked, broken = await verify_stored_chain(uow.audit, tenant_id, batch=CHAIN_PAGE)
+    return ChainReport(tenant_id=tenant_id, location_code=code, entries=checked, broken=broken)
 
 
 def _summary(reports: Sequence[ChainReport]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 import attrs
@@ -54,6 +54,9 @@ def _same(path: str, actual: Any, expected: Any, problems: list[str]) -> None:
     if isinstance(expected, datetime):
         if not isinstance(actual, datetime) or actual.utcoffset() is None:
             problems.append(f"{path}: {actual!r} is not an aware datetime")
+        elif actual.utcoffset() != timedelta(0):
+            # The library's one timezone rule: every time it returns is UTC.
+            problems.append(f"{path}: {actual.isoformat()} is not in UTC")
         elif actual != expected:
             problems.append(
                 f"{path}: {actual.isoformat()} is not the instant {expected.isoformat()}"
@@ -84,7 +87,11 @@ def _same(path: str, actual: Any, expected: Any, problems: list[str]) -> None:
 
 
 def assert_same(actual: Any, expected: Any) -> None:
-    """Assert two entities are equal field by field (datetimes as instants), naming differences."""
+    """Assert two entities are equal field by field, naming differences.
+
+    Datetimes compare as instants, and ``actual``'s must be in UTC (the
+    library's timezone rule: entities normalise every time to UTC).
+    """
     problems: list[str] = []
     _same(type(expected).__name__, actual, expected, problems)
     assert not problems, "stored entity differs:\n  " + "\n  ".join(problems)

@@ -6,7 +6,7 @@ import enum
 import math
 import typing
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -15,7 +15,15 @@ import pytest
 from crm_domain.errors import NotFound, PermissionDenied, ValidationError
 from crm_domain.ports import gateway as gateway_port
 from crm_domain.ports.gateway import Repository, UnitOfWork
-from crm_domain.queries import MAX_LIMIT, ContactQuery, FilterSpec, ListQuery, Op, matches
+from crm_domain.queries import (
+    MAX_LIMIT,
+    BookingQuery,
+    ContactQuery,
+    FilterSpec,
+    ListQuery,
+    Op,
+    matches,
+)
 from crm_domain.testing._base import MAX_PAGES, GatewayKit, assert_same
 from crm_domain.testing._specs import SPECS, TENANT_SPECS, RepoSpec
 from crm_domain.testing._world import MINUS_0330, PLUS_1030, World, evolve, repository_of
@@ -78,6 +86,38 @@ class RepositoryConformance(GatewayKit):
             listed = {e.id: e for e in (await repo.list(spec.query(limit=MAX_LIMIT))).items}
             assert entity.id in listed
             assert_same(listed[entity.id], entity)
+
+    async def test_times_are_returned_in_utc_whatever_offset_they_came_with(
+        self, world: World
+    ) -> None:
+        # The library's one timezone rule: an entity normalises every aware
+        # datetime to UTC on construction, so what add, get, list and update
+        # give back is the same instant in the same form on every gateway.
+        plus_11 = timezone(timedelta(hours=11))
+        starts = datetime(2026, 7, 1, 9, 30, 15, 123456, tzinfo=plus_11)
+        contact = world.contact(world.a.id)
+        booking = world.booking(
+            world.a.id, contact.id, starts_at=starts, ends_at=starts + timedelta(hours=1)
+        )
+        assert booking.starts_at.utcoffset() == timedelta(0)
+        assert booking.starts_at.isoformat() == "2026-06-30T22:30:15.123456+00:00"
+        await world.save(world.a.id, contact, booking)
+        async with world.gateway.unit_of_work(world.a.id) as uow:
+            got = await uow.bookings.get(booking.id)
+            (listed,) = (await uow.bookings.list(BookingQuery())).items
+        for returned in (got, listed):
+            assert returned.starts_at.isoformat() == "2026-06-30T22:30:15.123456+00:00"
+            assert returned.ends_at.isoformat() == "2026-06-30T23:30:15.123456+00:00"
+            assert returned.starts_at == starts
+        moved = evolve(got, starts_at=starts.astimezone(MINUS_0330), updated_at=starts)
+        assert moved.starts_at.utcoffset() == timedelta(0)
+        async with world.gateway.unit_of_work(world.a.id) as uow:
+            await uow.bookings.update(moved)
+            await uow.commit()
+        async with world.gateway.unit_of_work(world.a.id) as uow:
+            again = await uow.bookings.get(booking.id)
+        assert again.starts_at.isoformat() == "2026-06-30T22:30:15.123456+00:00"
+        assert again.updated_at.isoformat() == "2026-06-30T22:30:15.123456+00:00"
 
     @pytest.mark.parametrize("spec", SPECS, ids=str)
     async def test_edge_values_round_trip(self, world: World, spec: RepoSpec) -> None:

@@ -8,9 +8,10 @@ import pytest
 
 from crm_domain.audit_chain import verify_chain
 from crm_domain.entities import OutboxStatus, Role
-from crm_domain.errors import Conflict, NotFound, ValidationError
+from crm_domain.errors import Conflict, NotFound, Reference, ValidationError
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import ContactQuery, TaskQuery, TouchpointQuery
+from crm_domain.relations import AUDIT_KIND
 from crm_domain.testing._base import GatewayKit
 from crm_domain.testing._world import World, evolve
 
@@ -333,6 +334,44 @@ class DeleteRulesConformance(GatewayKit):
             await uow.commit()
         async with world.gateway.unit_of_work(a) as uow:
             assert await uow.touchpoints.count(TouchpointQuery()) == 0
+
+    async def test_a_refused_delete_names_what_still_refers_and_how_many(
+        self, world: World
+    ) -> None:
+        a = world.a.id
+        contact = world.contact(a)
+        bookings = [world.booking(a, contact.id) for _ in range(2)]
+        await world.save(a, contact, world.task(a, contact_id=contact.id), *bookings)
+        async with world.gateway.unit_of_work(a) as uow:
+            # One more in this unit of work: the count sees its own writes.
+            await uow.bookings.add(world.booking(a, contact.id))
+            with pytest.raises(Conflict) as refused:
+                await uow.contacts.delete(contact.id)
+        assert refused.value.references == (Reference("booking", 3),)
+        assert refused.value.detail == (
+            f"contact {contact.id!r} is still referenced by 3 bookings; delete or move those first"
+        )
+
+    async def test_a_refused_location_delete_counts_every_kind(self, world: World) -> None:
+        place = world.location()
+        await world.save(None, place)
+        user = world.user()
+        await world.save(None, user, world.membership(user.id, place.id))
+        await world.save(place.id, world.contact(place.id), world.contact(place.id))
+        await world.save(place.id, world.ip_rule(place.id), world.audit(place.id))
+        async with world.gateway.unit_of_work() as uow:
+            with pytest.raises(Conflict) as refused:
+                await uow.locations.delete(place.id)
+        assert refused.value.references == (
+            Reference("membership", 1),
+            Reference("ip_rule", 1),
+            Reference("contact", 2),
+            Reference(AUDIT_KIND, 1),
+        )
+        assert refused.value.detail == (
+            f"location {place.id!r} is still referenced by 1 membership, 1 IP rule, "
+            "2 contacts and 1 audit entry; audit entries are kept for good"
+        )
 
     async def test_deleting_a_campaign_or_booking(self, world: World) -> None:
         a = world.a.id
