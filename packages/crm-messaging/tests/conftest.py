@@ -111,7 +111,9 @@ class ProviderServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def queue(self, path: str, *replies: Reply) -> None:
         """Answer the next requests to ``path`` with these replies, in order."""
@@ -149,7 +151,7 @@ class MailHandler:
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
         if address in self.refuse:
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -199,7 +201,9 @@ class SmtpServer:
 USER, PASSWORD = "clinic", "s3cret-pass"
 
 
-def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+def _authenticate(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and (
         auth_data.login.decode(),
         auth_data.password.decode(),
@@ -238,7 +242,9 @@ def start_smtp(test_ca: tuple[trustme.CA, str]) -> Iterator[Any]:
         elif mode == "tls":
             # aiosmtpd only knows of STARTTLS: over implicit TLS it must be told that
             # AUTH is fine (the connection is TLS from the first byte).
-            kwargs.update(ssl_context=server_ctx, authenticator=_authenticate, auth_require_tls=False)
+            kwargs.update(
+                ssl_context=server_ctx, authenticator=_authenticate, auth_require_tls=False
+            )
         server = SmtpServer(handler, kwargs, ca_file if mode != "plain" else None)
         started.append(server)
         return server

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from crm_domain.errors import Unavailable, ValidationError
 from crm_domain.ports.messaging import Mailer, OutgoingEmail
+
 from crm_messaging import MessagingConfigurationError, SmtpMailer, smtp_factory
 
 from .conftest import PASSWORD, USER
@@ -52,7 +53,9 @@ def parsed(raw: bytes) -> EmailMessage:
 
 async def test_starttls_with_auth_delivers_a_multipart_message(start_smtp: Any) -> None:
     server = start_smtp("starttls")
-    mailer = smtp_factory_mailer(server, "starttls", CRM_SMTP_USERNAME=USER, CRM_SMTP_PASSWORD=PASSWORD)
+    mailer = smtp_factory_mailer(
+        server, "starttls", CRM_SMTP_USERNAME=USER, CRM_SMTP_PASSWORD=PASSWORD
+    )
     assert isinstance(mailer, Mailer)
     result = await mailer.send(
         email(

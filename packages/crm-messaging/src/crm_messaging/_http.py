@@ -71,12 +71,14 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RetryableStatus | _NOT_SENT)
+    return isinstance(exc, (RetryableStatus, *_NOT_SENT))
 
 
 def retry_policy(policy: HttpPolicy) -> tenacity.AsyncRetrying:
     """tenacity's retrying loop for ``policy`` (see the module docstring)."""
-    backoff = tenacity.wait_exponential_jitter(initial=0.2, max=policy.max_retry_wait, jitter=0.2)
+    backoff = tenacity.wait_exponential_jitter(
+        multiplier=0.2, max=policy.max_retry_wait, jitter=0.2
+    )
 
     def wait(state: tenacity.RetryCallState) -> float:
         outcome = state.outcome
