@@ -37,8 +37,10 @@ RESERVED_HEADERS = frozenset(
         "content-transfer-encoding",
     }
 )
-#: ``email.policy.SMTP``: CRLF line endings, lines folded at 78, as on the wire.
-POLICY = email.policy.SMTP
+#: ``email.policy.SMTP`` (CRLF line endings, lines folded at 78, as on the wire) with
+#: 7-bit output: non-ASCII bodies go quoted-printable or base64 rather than raw 8-bit,
+#: so a relay without 8BITMIME (or Gmail's raw import) gets exactly these bytes.
+POLICY = email.policy.SMTP.clone(cte_type="7bit")
 
 
 def parse_address(value: str, field: str) -> Address:
