@@ -286,3 +286,16 @@ def test_defaults_are_googles_endpoints_and_http_is_refused_off_loopback() -> No
     with pytest.raises(ValidationError) as info:
         GmailSettings.from_mapping({"CRM_GMAIL_CLIENT_ID": "c", "CRM_GMAIL_CLIENT_SECRET": "s"})
     assert info.value.field == "CRM_GMAIL_REFRESH_TOKEN"
+
+
+async def test_daily_limit_is_unavailable_not_a_configuration_error(
+    provider_server: ProviderServer,
+) -> None:
+    provider_server.queue(TOKEN, token_reply())
+    provider_server.queue(SEND, google_error(403, "dailyLimitExceeded", "Daily Limit Exceeded"))
+    mailer = gmail_factory(settings(provider_server))
+    with pytest.raises(Unavailable, match="quota") as info:
+        await mailer.send(email())
+    await mailer.aclose()
+    assert not isinstance(info.value, MessagingConfigurationError)
+    assert len(provider_server.to(SEND)) == 1  # not retried within the call

@@ -464,3 +464,12 @@ def test_default_base_urls_are_the_providers() -> None:
     mm = messagemedia_factory({"CRM_MESSAGEMEDIA_API_KEY": "k", "CRM_MESSAGEMEDIA_API_SECRET": "s"})
     assert cs.base_url == "https://rest.clicksend.com/v3"
     assert mm.base_url == "https://api.messagemedia.com"
+
+
+async def test_a_wrong_base_url_names_its_setting(provider_server: ProviderServer) -> None:
+    provider_server.queue("/v2/sms/send", Reply(404, {"message": "Not Found"}))
+    sender = clicksend(provider_server, CRM_CLICKSEND_BASE_URL=f"{provider_server.url}/v2")
+    with pytest.raises(MessagingConfigurationError) as info:
+        await sender.send(OutgoingSms(to="+61412345678", body="hi"))
+    await sender.aclose()
+    assert info.value.settings == ("CRM_CLICKSEND_BASE_URL",)

@@ -83,16 +83,19 @@ class GmailSettings:
         )
 
 
-def _gmail_rate_limited(response: httpx.Response) -> bool:
-    """A 403 whose ``error.errors[].reason`` is a rate limit (retry it like a 429)."""
-    if response.status_code != 403:
-        return False
+def _reasons(response: httpx.Response) -> set[str]:
+    """The ``error.errors[].reason`` values of a Google error body."""
     payload = json_body(response)
     error = payload.get("error") if isinstance(payload, dict) else None
     errors = error.get("errors") if isinstance(error, dict) else None
     if not isinstance(errors, list):
-        return False
-    return any(isinstance(e, dict) and e.get("reason") in RATE_LIMIT_REASONS for e in errors)
+        return set()
+    return {str(e["reason"]) for e in errors if isinstance(e, dict) and "reason" in e}
+
+
+def _gmail_rate_limited(response: httpx.Response) -> bool:
+    """A 403 whose reason is a rate limit: retried like a 429."""
+    return response.status_code == 403 and bool(_reasons(response) & RATE_LIMIT_REASONS)
 
 
 def _google_error(response: httpx.Response) -> str:
@@ -206,6 +209,9 @@ class GmailMailer:
             token = await self._access_token(stale=token)
             response = await self._send_raw(client, url, raw, token)
         status = response.status_code
+        if status == 403 and _reasons(response) & {"dailyLimitExceeded", *RATE_LIMIT_REASONS}:
+            # A quota, not a wrong setting: the worker retries later.
+            raise Unavailable(f"Gmail quota exhausted ({_google_error(response)})")
         if status in (401, 403):
             raise MessagingConfigurationError(
                 f"Gmail refused to send (HTTP {status}: {_google_error(response)})",

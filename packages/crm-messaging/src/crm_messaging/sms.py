@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import httpx
-from crm_domain.errors import Unavailable, ValidationError
+from crm_domain.errors import ValidationError
 from crm_domain.ports.messaging import OutgoingSms, SendResult
 
 from crm_messaging import _config
@@ -29,6 +29,7 @@ from crm_messaging._http import (
     refuse_credentials,
     request_with_retries,
 )
+from crm_messaging.errors import MessagingConfigurationError
 
 log = logging.getLogger("crm_messaging")
 
@@ -64,6 +65,7 @@ class _HttpSmsSender:
     provider = "sms"
     max_batch = 1
     credential_settings: tuple[str, ...] = ()
+    base_url_setting = ""
 
     def __init__(self, *, auth: tuple[str, str], policy: HttpPolicy, default_from: str | None):
         self._auth = httpx.BasicAuth(*auth)
@@ -108,9 +110,9 @@ class _HttpSmsSender:
         )
         refuse_credentials(self.provider, response, self.credential_settings)
         if response.status_code in (404, 405):
-            raise Unavailable(
-                f"{self.provider} has no such endpoint (HTTP {response.status_code}): "
-                f"check its base URL setting"
+            raise MessagingConfigurationError(
+                f"{self.provider} has no such endpoint (HTTP {response.status_code})",
+                settings=(self.base_url_setting,),
             )
         results = self.results(messages, response)
         for message, result in zip(messages, results, strict=True):
@@ -157,6 +159,7 @@ class ClickSendSender(_HttpSmsSender):
     provider = "clicksend"
     max_batch = CLICKSEND_MAX_BATCH
     credential_settings = ("CRM_CLICKSEND_USERNAME", "CRM_CLICKSEND_API_KEY")
+    base_url_setting = "CRM_CLICKSEND_BASE_URL"
 
     def __init__(
         self,
@@ -242,6 +245,7 @@ class MessageMediaSender(_HttpSmsSender):
     provider = "messagemedia"
     max_batch = MESSAGEMEDIA_MAX_BATCH
     credential_settings = ("CRM_MESSAGEMEDIA_API_KEY", "CRM_MESSAGEMEDIA_API_SECRET")
+    base_url_setting = "CRM_MESSAGEMEDIA_BASE_URL"
 
     def __init__(
         self,
