@@ -145,6 +145,8 @@ class MailHandler:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.refuse: set[str] = set()
+        self.defer: set[str] = set()
+        self.reject_data = False
         self.sessions: list[object] = []
 
     async def handle_RCPT(
@@ -152,10 +154,14 @@ class MailHandler:
     ) -> str:
         if address in self.refuse:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if address in self.defer:
+            return f"450 4.2.0 <{address}>: Recipient address rejected: Greylisted"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.reject_data:
+            return "554 5.7.1 Message rejected as spam"
         if not any(s is session for s in self.sessions):
             self.sessions.append(session)
         self.messages.append(

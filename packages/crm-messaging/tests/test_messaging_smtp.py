@@ -200,3 +200,24 @@ def test_default_ports_follow_the_security() -> None:
 
 def smtp_factory_mailer(server: Any, security: str, **extra: str) -> SmtpMailer:
     return smtp_factory(settings_for(server, security, **extra))
+
+
+async def test_a_deferred_recipient_is_unavailable_so_it_is_retried(start_smtp: Any) -> None:
+    server = start_smtp("plain")
+    server.handler.defer.add("busy@example.org")
+    mailer = smtp_factory_mailer(server, "none")
+    with pytest.raises(Unavailable, match="450") as info:
+        await mailer.send(email(to="busy@example.org"))
+    await mailer.aclose()
+    assert not isinstance(info.value, MessagingConfigurationError)
+    assert server.handler.messages == []
+
+
+async def test_a_rejected_message_is_a_failed_result(start_smtp: Any) -> None:
+    server = start_smtp("plain")
+    server.handler.reject_data = True
+    mailer = smtp_factory_mailer(server, "none")
+    result = await mailer.send(email())
+    await mailer.aclose()
+    assert result.accepted is False
+    assert result.error == "554 5.7.1 Message rejected as spam"

@@ -180,6 +180,11 @@ class SmtpMailer:
                 )
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refused = "; ".join(f"{e.code} {e.message}" for e in exc.recipients)
+                if all(e.code < 500 for e in exc.recipients):
+                    # 4xx (greylisting, mailbox busy): temporary, so the worker retries.
+                    raise Unavailable(
+                        f"the SMTP server deferred the recipient ({refused})"[:300]
+                    ) from None
                 log.info(
                     "email to ***@%s refused by SMTP: %s", recipient.rpartition("@")[2], refused
                 )
