@@ -67,8 +67,7 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
-# crm-messaging is still an empty placeholder with no tests of its own.
-@nox.parametrize("package", [p for p in PACKAGES if p != "messaging"])
+@nox.parametrize("package", list(PACKAGES))
 def package_tests(session: nox.Session, package: str) -> None:
     """One package's tests with only that package and its declared dependencies installed.
 

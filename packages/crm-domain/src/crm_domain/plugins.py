@@ -3,10 +3,13 @@
 Each port has one entry-point group.  A gateway is chosen by the scheme of
 ``CRM_DATABASE_URL`` (``sqlite+aiosqlite``, ``postgresql+asyncpg``, ``d1``,
 ``memory``) in the ``crm.gateways`` group; an AI provider by the name in
-``CRM_AI_PROVIDER`` in the ``crm.ai`` group.  An entry point names a factory:
+``CRM_AI_PROVIDER`` in the ``crm.ai`` group; an SMS sender by ``CRM_SMS_PROVIDER``
+in ``crm.sms`` and a mailer by ``CRM_MAIL_PROVIDER`` in ``crm.mail``.  An entry
+point names a factory:
 
 * gateways: ``factory(url: str, **options) -> DatabaseGateway``
 * AI providers: ``factory(settings: Mapping[str, str]) -> AIProvider``
+* SMS senders and mailers: ``factory(settings: Mapping[str, str]) -> SmsSender | Mailer``
 
 So a third-party adapter is ``pip install`` plus a setting.  A missing adapter
 fails with an error naming the package to install.
@@ -22,9 +25,12 @@ from typing import Any, cast
 from crm_domain.errors import ValidationError
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.gateway import DatabaseGateway
+from crm_domain.ports.messaging import Mailer, SmsSender
 
 GATEWAY_GROUP = "crm.gateways"
 AI_GROUP = "crm.ai"
+SMS_GROUP = "crm.sms"
+MAIL_GROUP = "crm.mail"
 
 #: The package that provides each well-known name, for the error message.
 KNOWN_PACKAGES = {
@@ -36,6 +42,11 @@ KNOWN_PACKAGES = {
     "heuristic": "crm-ai",
     "workers-ai": "crm-ai",
     "openai": "crm-ai",
+    "clicksend": "crm-messaging",
+    "messagemedia": "crm-messaging",
+    "log": "crm-messaging",
+    "smtp": "crm-messaging",
+    "gmail": "crm-messaging",
 }
 
 
@@ -86,12 +97,34 @@ def load_ai(name: str, settings: Mapping[str, str] | None = None) -> AIProvider:
     return provider
 
 
+def load_sms_sender(name: str, settings: Mapping[str, str] | None = None) -> SmsSender:
+    """Build the SMS sender registered under ``name`` (``CRM_SMS_PROVIDER``)."""
+    factory = _load(SMS_GROUP, name.strip().lower(), "CRM_SMS_PROVIDER")
+    sender = factory(dict(settings or {}))
+    if not isinstance(sender, SmsSender):
+        raise TypeError(f"{factory!r} did not return an SmsSender")
+    return sender
+
+
+def load_mailer(name: str, settings: Mapping[str, str] | None = None) -> Mailer:
+    """Build the mailer registered under ``name`` (``CRM_MAIL_PROVIDER``)."""
+    factory = _load(MAIL_GROUP, name.strip().lower(), "CRM_MAIL_PROVIDER")
+    mailer = factory(dict(settings or {}))
+    if not isinstance(mailer, Mailer):
+        raise TypeError(f"{factory!r} did not return a Mailer")
+    return mailer
+
+
 __all__ = [
     "AI_GROUP",
     "GATEWAY_GROUP",
     "KNOWN_PACKAGES",
+    "MAIL_GROUP",
+    "SMS_GROUP",
     "AdapterNotInstalled",
     "load_ai",
     "load_gateway",
+    "load_mailer",
+    "load_sms_sender",
     "url_scheme",
 ]
