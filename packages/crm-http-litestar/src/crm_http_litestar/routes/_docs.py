@@ -37,7 +37,7 @@ _WHY = {
     413: "The body is too large.",
     415: "The body is not application/json.",
     422: "A field is invalid; `field` names it.",
-    429: "Too many requests from this address.",
+    429: "Too many requests from this user, or from this address without a token; see Retry-After.",
     503: "A backend (database, audit log) is unavailable; retry later.",
 }
 
