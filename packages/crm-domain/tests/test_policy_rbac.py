@@ -19,7 +19,7 @@ from crm_domain.policies import (
     is_allowed,
 )
 
-# The CONTRACT.md table, transcribed independently of the implementation.
+# The docs/contract.md table, transcribed independently of the implementation.
 CONTRACT_TABLE = """
 contacts     | create read update delete | read update        | create read update | read
 bookings     | create read update delete | read update        | create read update | read

@@ -13,7 +13,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,37 +26,15 @@ import pytest
 import sqlalchemy as sa
 
 from crm_http_litestar.settings import DEMO_KEY_FILE
-from crm_http_litestar.testing import SECRET, World
-
-CRM = [sys.executable, "-m", "crm_http_litestar"]
+from crm_http_litestar.testing import CRM, SECRET, World, cli_env, one_line_error, run_crm
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
-    env["CRM_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
-    env.update(extra)
-    return env
+    return cli_env(tmp_path / "crm.db", **extra)
 
 
-def crm(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``crm`` in ``tmp_path`` with its database there."""
-    return subprocess.run(
-        [*CRM, *args],
-        cwd=tmp_path,
-        env=_env(tmp_path, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+crm = run_crm
+_one_line_error = one_line_error
 
 
 def test_admin_commands_token_and_audit_verify(tmp_path: Path) -> None:

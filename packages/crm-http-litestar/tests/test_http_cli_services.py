@@ -8,45 +8,25 @@ the operator acted from the CLI, through which command.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-CRM = [sys.executable, "-m", "crm_http_litestar"]
+from crm_http_litestar.testing import one_line_error, run_crm
+
 KEY = "cli-services-secret-key-0123456789-abcdef"
 
 
 def crm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``crm`` with a SQLite database in ``tmp_path``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
-    env["CRM_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
-    env["CRM_SECRET_KEY"] = KEY
-    return subprocess.run(
-        [*CRM, *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """Run ``crm`` with a SQLite database in ``tmp_path`` and this test's secret key."""
+    return run_crm(tmp_path, *args, CRM_SECRET_KEY=KEY)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Every role × resource × action of CONTRACT.md's matrix, over HTTP (deny by default)."""
+"""Every role × resource × action of docs/contract.md's matrix, over HTTP (deny by default)."""
 
 from __future__ import annotations
 

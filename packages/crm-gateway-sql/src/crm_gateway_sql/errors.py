@@ -24,6 +24,14 @@ from crm_gateway_sql.schema import metadata
 from crm_gateway_sql.statements import Statement
 
 
+class DuplicateKey(Conflict):
+    """An insert refused by a primary or unique key (not by a trigger or a check).
+
+    Repositories that can name the taken key better (the audit log: only an id
+    can be taken under the chain lock) catch this type rather than any ``Conflict``.
+    """
+
+
 class StillReferenced(Conflict):
     """A delete refused by a foreign key: the repository replaces it with counts.
 
@@ -85,7 +93,7 @@ def from_sqlite(exc: BaseException, statement: Statement | None = None) -> CrmEr
             column = _fk_column(_table_of(statement))
             return ValidationError(column, "refers to a record that does not exist")
         if "UNIQUE" in message or "PRIMARY KEY" in message:
-            return Conflict(
+            return DuplicateKey(
                 f"already exists ({message.removeprefix('UNIQUE constraint failed: ')})"
             )
         if "NOT NULL" in message or "CHECK" in message:
@@ -117,7 +125,7 @@ def from_postgres(exc: BaseException, statement: Statement | None = None) -> Crm
     text = str(getattr(exc, "orig", None) or exc).strip()
     detail = (text.splitlines()[0] if text else type(exc).__name__)[:300]
     if code == _UNIQUE:
-        return Conflict(f"already exists ({detail})")
+        return DuplicateKey(f"already exists ({detail})")
     if code == _FOREIGN_KEY:
         if _is_delete(statement):
             return StillReferenced("still referenced by other records")
@@ -161,6 +169,7 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 __all__ = [
     "DRIVER_ERRORS",
     "UNAVAILABLE_TYPES",
+    "DuplicateKey",
     "fk_column",
     "foreign_keys_in_order",
     "from_postgres",

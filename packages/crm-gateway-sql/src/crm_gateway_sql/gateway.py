@@ -239,7 +239,7 @@ def create_sqlite_gateway(url: str, **options: Any) -> SqlGateway:
     power loss (SQLite fsyncs the WAL at each commit); ``normal`` is faster
     but may lose the last commits on a power loss or OS crash, including audit
     entries of data already served — see :mod:`crm_gateway_sql.sqlite`.  The
-    URL keeps the ``sqlite+aiosqlite`` scheme of CONTRACT.md, but aiosqlite is
+    URL keeps the ``sqlite+aiosqlite`` scheme of docs/contract.md, but aiosqlite is
     not used (nor installed): statements run through the stdlib driver.
     """
     if not url.lower().startswith("sqlite"):

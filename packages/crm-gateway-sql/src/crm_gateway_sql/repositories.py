@@ -45,7 +45,7 @@ from crm_domain.relations import TABLES as RELATIONS
 from crm_gateway_sql import schema
 from crm_gateway_sql import statements as st
 from crm_gateway_sql.analytics import compute
-from crm_gateway_sql.errors import StillReferenced
+from crm_gateway_sql.errors import DuplicateKey, StillReferenced
 from crm_gateway_sql.mapping import (
     RELATION_TABLES,
     audit_entry_from_row,
@@ -450,10 +450,8 @@ class AuditRepository(_Base):
             else:
                 # All or nothing: execute_many is atomic on both engines.
                 await session.execute_many(st.insert_many(table), [to_row(e) for e in stored])
-        except Conflict as exc:
-            if not exc.detail.startswith("already exists"):
-                # Not a taken key (a trigger or a check refused the row): say what refused it.
-                raise
+        except DuplicateKey:
+            # Any other refusal (a trigger, a check) keeps the store's own reason.
             raise Conflict(_duplicate_message(stored)) from None
         session.audit_appended(stored[-1])
         return stored

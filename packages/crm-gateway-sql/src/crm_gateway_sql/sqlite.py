@@ -1,7 +1,7 @@
 """SQLite engine: stdlib ``sqlite3`` run directly on the event loop.
 
 Why not SQLAlchemy's async engine over aiosqlite?  Measured on this project's
-machines (DESIGN.md), a point read served by Litestar reaches ≈ 1.3k req/s
+machines (docs/architecture.md), a point read served by Litestar reaches ≈ 1.3k req/s
 through Core async/aiosqlite, ≈ 6.6k through Core sync and ≈ 11.8k through
 stdlib ``sqlite3`` on the event loop: aiosqlite pays a thread hop and a future
 per call, and SQLAlchemy's per-execution work (cache key, result processing)

@@ -1,4 +1,4 @@
-"""The ``crm`` command (CONTRACT.md "CLI"): serve, migrate, seed, tokens, admin, audit.
+"""The ``crm`` command (docs/contract.md "CLI"): serve, migrate, seed, tokens, admin, audit.
 
 Every command reads the same settings as the server.  User mistakes and
 unavailable backends print one line to stderr and exit non-zero — no traceback.

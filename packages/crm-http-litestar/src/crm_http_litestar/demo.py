@@ -1,4 +1,4 @@
-"""The demo data of CONTRACT.md: two locations, four users, a few hundred records each.
+"""The demo data of docs/contract.md: two locations, four users, a few hundred records each.
 
 Seeding is idempotent — locations, users, memberships, IP rules and grants are
 created only when missing, and a location's records only when it has no
@@ -81,7 +81,7 @@ DEMO_LOCATIONS = (
     ),
 )
 
-#: email → {location code: role}, as CONTRACT.md lists them.
+#: email → {location code: role}, as docs/contract.md lists them.
 DEMO_USERS: dict[str, tuple[str, dict[str, Role]]] = {
     "owner@avatar-imaging.example": (
         "Olivia Owner",

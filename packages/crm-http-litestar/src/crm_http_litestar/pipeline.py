@@ -1,4 +1,4 @@
-"""The security pipeline of DESIGN.md, applied to every route unless it is marked public.
+"""The security pipeline of docs/architecture.md, applied to every route unless it is marked public.
 
 Order, per request:
 

@@ -1,4 +1,4 @@
-"""Server settings, read from the environment (and a ``.env`` file) as CONTRACT.md lists them."""
+"""Server settings, read from the environment (and a ``.env`` file) as docs/contract.md lists."""
 
 from __future__ import annotations
 

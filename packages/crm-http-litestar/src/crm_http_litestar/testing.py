@@ -6,7 +6,11 @@ the real app, the real pipeline and a real gateway — nothing is mocked.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -115,4 +119,48 @@ async def open_world(
         await gateway.close()
 
 
-__all__ = ["EMAILS", "SECRET", "Peer", "World", "open_world"]
+#: The ``crm`` command as a subprocess of this interpreter.
+CRM = [sys.executable, "-m", "crm_http_litestar"]
+
+
+def cli_env(database: Path, **extra: str) -> dict[str, str]:
+    """The environment without ``CRM_*``, a SQLite file at ``database``, and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env["CRM_DATABASE_URL"] = f"sqlite+aiosqlite:///{database}"
+    env.update(extra)
+    return env
+
+
+def run_crm(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``crm ARGS`` in ``cwd`` with its SQLite database there (``cwd / "crm.db"``)."""
+    return subprocess.run(  # noqa: S603 - this interpreter running our own CLI, no shell
+        [*CRM, *args],
+        cwd=cwd,
+        env=cli_env(cwd / "crm.db", **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """Assert ``result`` failed with exactly one line on stderr and no traceback; return it."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+__all__ = [
+    "CRM",
+    "EMAILS",
+    "SECRET",
+    "Peer",
+    "World",
+    "cli_env",
+    "one_line_error",
+    "open_world",
+    "run_crm",
+]

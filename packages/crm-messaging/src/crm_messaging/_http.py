@@ -95,14 +95,14 @@ def retry_policy(policy: HttpPolicy) -> tenacity.AsyncRetrying:
     )
 
 
-def new_client(policy: HttpPolicy, **kwargs: object) -> httpx.AsyncClient:
+def new_client(policy: HttpPolicy, *, auth: httpx.Auth | None = None) -> httpx.AsyncClient:
     """A pooled client (connections are reused across sends); no redirects followed,
     so credentials are never replayed to another host."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(policy.timeout),
         follow_redirects=False,
         headers={"Accept": "application/json"},
-        **kwargs,  # type: ignore[arg-type]
+        auth=auth,
     )
 
 

@@ -29,7 +29,7 @@ from crm_messaging.mime import build_message
 log = logging.getLogger("crm_messaging")
 
 Security = Literal["starttls", "tls", "none"]
-_DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "tls": 465, "none": 25}
+_DEFAULT_PORTS: dict[Security, int] = {"starttls": 587, "tls": 465, "none": 25}
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -51,8 +51,10 @@ class SmtpSettings:
     def from_mapping(cls, settings: Mapping[str, str]) -> SmtpSettings:
         """Read ``CRM_SMTP_*`` and ``CRM_MAIL_FROM`` (see the package README)."""
         host = _config.required(settings, "CRM_SMTP_HOST", "for CRM_MAIL_PROVIDER=smtp")
-        security = (_config.text(settings, "CRM_SMTP_SECURITY", "starttls") or "").lower()
-        if security not in _DEFAULT_PORTS:
+        given = (_config.text(settings, "CRM_SMTP_SECURITY", "starttls") or "").lower()
+        # The Literal itself, looked up, so the type checker knows which one it is.
+        security = next((s for s in _DEFAULT_PORTS if s == given), None)
+        if security is None:
             raise ValidationError("CRM_SMTP_SECURITY", "must be starttls, tls or none")
         username = _config.text(settings, "CRM_SMTP_USERNAME")
         password = settings.get("CRM_SMTP_PASSWORD") or None
@@ -69,7 +71,7 @@ class SmtpSettings:
         return cls(
             host=host,
             port=_config.integer(settings, "CRM_SMTP_PORT", _DEFAULT_PORTS[security], 1, 65535),
-            security=security,  # type: ignore[arg-type]
+            security=security,
             username=username,
             password=password,
             default_from=_config.text(settings, "CRM_MAIL_FROM"),

@@ -48,7 +48,7 @@ def _grants(spec: Mapping[Resource, Iterable[Action]]) -> frozenset[Grant]:
     return frozenset((resource, action) for resource, actions in spec.items() for action in actions)
 
 
-#: The default permission matrix of CONTRACT.md ("Default permissions").
+#: The default permission matrix of docs/contract.md ("Default permissions").
 DEFAULT_GRANTS: RoleGrants = MappingProxyType(
     {
         Role.ADMIN: _grants(
@@ -200,7 +200,7 @@ class GrantSource:
         ttl: timedelta = timedelta(seconds=60),
     ) -> None:
         if ttl > timedelta(seconds=60):
-            raise ValueError("role grants may be cached for at most 60 seconds (CONTRACT.md)")
+            raise ValueError("role grants may be cached for at most 60 seconds (docs/contract.md)")
         self._gateway = gateway
         self._clock = clock
         self._ttl = ttl

@@ -20,9 +20,10 @@ will live.  Operators working from the CLI pass ``Context.system(location_id)``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import attrs
 
@@ -88,6 +89,26 @@ class NoAccess(PermissionDenied):
 MAX_CACHE_TTL = timedelta(seconds=60)
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+def _invalidates_access(
+    method: Callable[Concatenate[AccessService, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[AccessService, _P], Coroutine[Any, Any, _T]]:
+    """Mark a write whose effect the read path's cache must not hide.
+
+    The cache is dropped once the use case has ended, committed or refused, so
+    no reader can cache the old answer between the drop and the commit.
+    """
+
+    @functools.wraps(method)
+    async def write(service: AccessService, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(service, *args, **kwargs)
+        finally:
+            service.invalidate()
+
+    return write
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -138,20 +159,13 @@ class AccessService:
 
     # -- locations ------------------------------------------------------------
 
+    @_invalidates_access
     async def create_location(self, ctx: Context, command: CreateLocation) -> Location:
         """Open a location (``locations:create``); emits ``LocationCreated``.
 
         The new location has no IP rule, so nobody reaches it over HTTP until
         one is added.  A taken code is a ``Conflict``.
         """
-        try:
-            return await self._create_location(ctx, command)
-        finally:
-            # A lookup of the new code may have been cached as a miss.
-            self.invalidate()
-
-    async def _create_location(self, ctx: Context, command: CreateLocation) -> Location:
-        """Run :meth:`create_location` (the caller invalidates the access cache)."""
         base = self._base
         location_id = base.ids.new_id()
         async with base.use_case(
@@ -212,16 +226,9 @@ class AccessService:
             call.detail = f"{len(page.items)} returned"
             return page
 
+    @_invalidates_access
     async def update_location(self, ctx: Context, command: UpdateLocation) -> Location:
         """Change the caller's location — ``locations:update``; emits ``LocationUpdated``."""
-        try:
-            return await self._update_location(ctx, command)
-        finally:
-            # The read path's cache must not serve the old answer.
-            self.invalidate()
-
-    async def _update_location(self, ctx: Context, command: UpdateLocation) -> Location:
-        """Run :meth:`update_location` (the caller invalidates the access cache)."""
         async with self._base.use_case(
             ctx,
             Resource.LOCATIONS,
@@ -248,6 +255,7 @@ class AccessService:
 
     # -- staff ------------------------------------------------------------------
 
+    @_invalidates_access
     async def add_user(self, ctx: Context, command: AddUser) -> Member:
         """Give a person a role at the caller's location — ``users:create``.
 
@@ -255,14 +263,6 @@ class AccessService:
         the location gets the new role and custom permissions and is re-activated.
         Emits ``MembershipGranted``.
         """
-        try:
-            return await self._add_user(ctx, command)
-        finally:
-            # The read path's cache must not serve the old answer.
-            self.invalidate()
-
-    async def _add_user(self, ctx: Context, command: AddUser) -> Member:
-        """Run :meth:`add_user` (the caller invalidates the access cache)."""
         base = self._base
         async with base.use_case(
             ctx,
@@ -337,20 +337,13 @@ class AccessService:
             call.detail = f"{len(members)} returned"
             return Page(tuple(members), page.next_cursor)
 
+    @_invalidates_access
     async def deactivate_membership(self, ctx: Context, membership_id: str) -> Membership:
         """End a membership at the caller's location — ``users:update``.
 
         The user's next request at this location is refused (roles are read
         from the store on each request).  Emits ``MembershipDeactivated``.
         """
-        try:
-            return await self._deactivate_membership(ctx, membership_id)
-        finally:
-            # The read path's cache must not serve the old answer.
-            self.invalidate()
-
-    async def _deactivate_membership(self, ctx: Context, membership_id: str) -> Membership:
-        """Run :meth:`deactivate_membership` (the caller invalidates the access cache)."""
         async with self._base.use_case(
             ctx,
             Resource.USERS,
@@ -376,6 +369,7 @@ class AccessService:
 
     # -- IP allowlist -------------------------------------------------------------
 
+    @_invalidates_access
     async def allow_ip(self, ctx: Context, command: AllowIp) -> IpRule:
         """Allow a network at the caller's location — ``ip_rules:create``; emits ``IpRuleAdded``.
 
@@ -414,7 +408,6 @@ class AccessService:
             await call.emit(
                 EventName.IP_RULE_ADDED, "ip_rule", rule.id, {"ip_rule_id": rule.id, "cidr": cidr}
             )
-        self.invalidate()
         return rule
 
     async def list_ip_rules(self, ctx: Context, query: IpRuleQuery | None = None) -> Page[IpRule]:
@@ -431,6 +424,7 @@ class AccessService:
             call.detail = f"{len(page.items)} returned"
             return page
 
+    @_invalidates_access
     async def remove_ip(self, ctx: Context, cidr: str) -> None:
         """Remove a network from the caller's location — ``ip_rules:delete``.
 
@@ -457,7 +451,6 @@ class AccessService:
                 rule.id,
                 {"ip_rule_id": rule.id, "cidr": canonical},
             )
-        self.invalidate()
 
     # -- permissions --------------------------------------------------------------
 
