@@ -1,19 +1,32 @@
 """Root pytest configuration shared by every package's tests.
 
-It holds the suite-wide network guard: no test, and no library a test calls, may
-reach a host other than loopback (the standards allow loopback only at test
-time).  It is autouse at session scope, so it applies to ``nox -s tests`` and to
-every ``package_tests`` run alike (pytest loads this file for any test below it).
+It holds the Hypothesis profiles and the suite-wide network guard: no test,
+and no library a test calls, may reach a host other than loopback (the
+standards allow loopback only at test time).  The guard is autouse at session
+scope, so it applies to ``nox -s tests`` and to every ``package_tests`` run
+alike (pytest loads this file for any test below it).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI (``CI=true``, as ``.ci/run`` is run) tries the same examples on every run, so a
+# landing cannot pass or fail by chance; a developer's run explores new examples each
+# time (the default profile) and is where new counterexamples are found, then kept as
+# ``@example``s.  ``HYPOTHESIS_PROFILE`` chooses either explicitly.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
