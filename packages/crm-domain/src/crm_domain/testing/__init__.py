@@ -51,7 +51,9 @@ What it checks, for every repository:
   chains per location;
 * concurrency — 20 concurrent units of work all land and the chain holds;
 * analytics — every metric and dimension against a data set with known
-  answers;
+  answers, local days across a daylight-saving change, and every metric on
+  Hypothesis-generated data around daylight-saving changes against an oracle
+  written out longhand (12 examples);
 * properties — Hypothesis draws random contacts (mixed scripts, offsets,
   microseconds) and random combined queries; listing, paging and counting
   must agree with :func:`crm_domain.queries.matches` (20 examples);
@@ -68,7 +70,7 @@ created before children, as stores with foreign keys require.
 """
 
 from crm_domain.testing._access import AccessStoreConformance
-from crm_domain.testing._analytics import AnalyticsConformance
+from crm_domain.testing._analytics import AnalyticsConformance, AnalyticsPropertyConformance
 from crm_domain.testing._base import GatewayKit, assert_same
 from crm_domain.testing._idempotency import IdempotencyConformance
 from crm_domain.testing._outbox_audit import AuditConformance, OutboxConformance
@@ -101,6 +103,7 @@ class GatewayConformance(
     OutboxConformance,
     AuditConformance,
     AnalyticsConformance,
+    AnalyticsPropertyConformance,
     AccessStoreConformance,
     IdempotencyConformance,
     PropertyConformance,
@@ -112,6 +115,7 @@ __all__ = [
     "SPECS",
     "AccessStoreConformance",
     "AnalyticsConformance",
+    "AnalyticsPropertyConformance",
     "AuditConformance",
     "ConcurrencyConformance",
     "ConstraintConformance",
