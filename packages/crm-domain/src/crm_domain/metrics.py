@@ -24,8 +24,9 @@ against this module on generated data.  The rules:
 * ``sms_inbound`` / ``sms_outbound`` count messages by direction;
 * ``tasks_open`` counts tasks created in range whose status is ``open`` or
   ``in_progress``;
-* ``day`` (``YYYY-MM-DD``), ``week`` (the ISO week's Monday, ``YYYY-MM-DD``) and
-  ``month`` (``YYYY-MM``) bucket the time column in ``query.timezone``;
+* ``day`` (``YYYY-MM-DD``), ``week`` (the ISO week's Monday, ``YYYY-MM-DD``),
+  ``month`` (``YYYY-MM``), ``weekday`` (``1-Mon`` … ``7-Sun``) and ``hour``
+  (``00`` … ``23``) bucket the time column in ``query.timezone``;
   ``source`` is the contact's source (for bookings, their contact's; ``""``
   when the contact is unknown); ``service_type`` exists for booking metrics;
   ``warmness_band`` (cold < 40 ≤ warm < 70 ≤ hot) for contact metrics;
@@ -62,7 +63,11 @@ from crm_domain.errors import ValidationError
 from crm_domain.ports.analytics import Dimension, FunnelStage, Metric, MetricQuery, MetricRow
 from crm_domain.values import warmness_band
 
-TIME_DIMENSIONS = frozenset({Dimension.DAY, Dimension.WEEK, Dimension.MONTH})
+TIME_DIMENSIONS = frozenset(
+    {Dimension.DAY, Dimension.WEEK, Dimension.MONTH, Dimension.WEEKDAY, Dimension.HOUR}
+)
+#: ``weekday`` labels, Monday first (ISO numbering, so they sort in week order).
+WEEKDAYS = ("1-Mon", "2-Tue", "3-Wed", "4-Thu", "5-Fri", "6-Sat", "7-Sun")
 #: Metrics over contacts created in the range.
 CONTACT_METRICS = frozenset(
     {Metric.NEW_CONTACTS, Metric.AVG_WARMNESS, Metric.FUNNEL, Metric.FIRST_RESPONSE_MINUTES}
@@ -118,8 +123,12 @@ def check_query(query: MetricQuery) -> zoneinfo.ZoneInfo:
 
 
 def bucket(when: datetime, dimension: Dimension, tz: zoneinfo.ZoneInfo) -> str:
-    """The label of ``when``'s day, ISO week or month in ``tz``."""
+    """The label of ``when``'s day, ISO week, month, weekday or hour in ``tz``."""
     local = when.astimezone(tz)
+    if dimension is Dimension.WEEKDAY:
+        return WEEKDAYS[local.weekday()]
+    if dimension is Dimension.HOUR:
+        return f"{local.hour:02d}"
     if dimension is Dimension.DAY:
         return local.strftime("%Y-%m-%d")
     if dimension is Dimension.WEEK:
@@ -321,6 +330,7 @@ __all__ = [
     "CONTACT_METRICS",
     "NON_ADDITIVE",
     "TIME_DIMENSIONS",
+    "WEEKDAYS",
     "allowed_dimensions",
     "bucket",
     "check_query",

@@ -10,7 +10,8 @@ the location's UTC offsets over the query's range
 (:func:`crm_domain.metrics.utc_offsets` — a handful of segments, two a year
 with daylight saving) and the SQL adds the offset of the segment a record
 falls in (a ``CASE`` over bound limits) to its UTC microseconds.  The local
-day is then integer arithmetic, the ISO week too (1970-01-01 was a Thursday),
+day is then integer arithmetic, the ISO week, weekday and hour too (1970-01-01
+was a Thursday),
 and the month one date function per engine.  Labels are bound parameters, so
 every row is first labelled in a subquery and the outer query groups by those
 columns (PostgreSQL cannot match two bound parameters in ``SELECT`` and
@@ -31,6 +32,7 @@ from crm_domain.metrics import (
     BOOKING_STATUSES,
     CONTACT_METRICS,
     TIME_DIMENSIONS,
+    WEEKDAYS,
     check_query,
     sort_rows,
     utc_offsets,
@@ -109,6 +111,10 @@ def _labels(
                 label = local // _n(_DAY)
             elif d is Dimension.WEEK:
                 label = (local // _n(_DAY) + _n(3)) // _n(7)
+            elif d is Dimension.WEEKDAY:
+                label = (local // _n(_DAY) + _n(3)) % _n(7)  # 0 is Monday
+            elif d is Dimension.HOUR:
+                label = (local // _n(3_600_000_000)) % _n(24)
             else:
                 label = _LocalMonth(local // _n(1_000_000))
         elif d is Dimension.SOURCE:
@@ -322,6 +328,10 @@ def _label(dimension: Dimension, raw: Any) -> str:
         return (_EPOCH + timedelta(days=int(raw))).isoformat()
     if dimension is Dimension.WEEK:
         return (_EPOCH + timedelta(days=7 * int(raw) - 3)).isoformat()
+    if dimension is Dimension.WEEKDAY:
+        return WEEKDAYS[int(raw)]
+    if dimension is Dimension.HOUR:
+        return f"{int(raw):02d}"
     return "" if raw is None else str(raw)
 
 

@@ -40,6 +40,8 @@ class Dimension(enum.StrEnum):
     SERVICE_TYPE = "service_type"  # booking metrics only
     LOCATION = "location"  # gateways label it with the bound location id
     WARMNESS_BAND = "warmness_band"  # cold (<40), warm (<70), hot: contact metrics only
+    WEEKDAY = "weekday"  # local day of the week, ``1-Mon`` … ``7-Sun`` (so labels sort)
+    HOUR = "hour"  # local hour of the day, ``00`` … ``23``
 
 
 class FunnelStage(enum.StrEnum):

@@ -224,6 +224,10 @@ EXPECTED: list[tuple[MetricQuery, list[tuple[dict[str, str], float]]]] = [
         _query(M.NO_SHOW_RATE, D.SERVICE_TYPE),
         [({"service_type": "ct"}, 0), ({"service_type": "mri"}, 0.5)],
     ),
+    (
+        _query(M.NO_SHOW_RATE, D.WEEKDAY, D.HOUR),
+        [({"weekday": "2-Tue", "hour": "11"}, 0), ({"weekday": "3-Wed", "hour": "11"}, 1)],
+    ),
     (_query(M.BOOKINGS, sources=("meta_ad",)), [({}, 2)]),
     (_query(M.NO_SHOWS, service_types=("ct",)), []),
     (
@@ -487,6 +491,10 @@ def _oracle(query: MetricQuery, tenant: str, data: dict[str, Any]) -> list[tuple
             return date.fromisocalendar(year, week, 1).isoformat()
         if d is D.MONTH:
             return f"{local.year:04d}-{local.month:02d}"
+        if d is D.WEEKDAY:
+            return f"{local.isoweekday()}-{local.strftime('%a')}"
+        if d is D.HOUR:
+            return local.strftime("%H")
         if d is D.LOCATION:
             return tenant
         return labels[d.value]
