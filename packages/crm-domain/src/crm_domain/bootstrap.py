@@ -27,6 +27,7 @@ from crm_domain.services import (
     BookingService,
     ContactService,
     EventHandler,
+    ReportingService,
     SmsService,
     TaskService,
     warmness_handlers,
@@ -44,6 +45,8 @@ class Services:
     sms: SmsService
     access: AccessService
     audit: AuditService
+    #: Metrics by dimension, plain-English questions and insights (``reports:read``).
+    reports: ReportingService
     #: The RBAC check the services use; HTTP guards may ask it too.
     authorizer: Authorizer
     grants: GrantSource
@@ -107,6 +110,7 @@ def bootstrap(
         sms=SmsService(*ports, ai=ai, sender=sms_sender),
         access=AccessService(*ports, cache_ttl=access_cache_ttl),
         audit=AuditService(*ports),
+        reports=ReportingService(*ports, ai=ai),
         authorizer=authorizer,
         grants=grants,
         audit_recorder=recorder,

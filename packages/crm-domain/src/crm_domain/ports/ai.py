@@ -180,6 +180,9 @@ class ReportRequest:
     understood_as: str
     provider: str
     fell_back: bool = False
+    #: Parts of the question that could not be read (e.g. "the metric: 'vibes'");
+    #: any part here makes the question unanswerable (a 422 naming it).
+    not_understood: tuple[str, ...] = ()
 
 
 @attrs.frozen(slots=True, kw_only=True)

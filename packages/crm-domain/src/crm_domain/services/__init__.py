@@ -36,10 +36,19 @@ from crm_domain.services.handlers import (
     RescoreWarmness,
     warmness_handlers,
 )
+from crm_domain.services.reports import (
+    ALL_LOCATIONS,
+    Report,
+    ReportAnswer,
+    ReportingService,
+    ReportLocation,
+    ReportQuery,
+)
 from crm_domain.services.sms import CANCELLED_BY_SMS, SmsService
 from crm_domain.services.tasks import TaskService
 
 __all__ = [
+    "ALL_LOCATIONS",
     "CANCELLED_BY_SMS",
     "MAX_BOOKING_LENGTH",
     "UNSET",
@@ -64,6 +73,11 @@ __all__ = [
     "EventName",
     "Member",
     "NoAccess",
+    "Report",
+    "ReportAnswer",
+    "ReportLocation",
+    "ReportQuery",
+    "ReportingService",
     "RescheduleBooking",
     "RescoreWarmness",
     "ServiceBase",
