@@ -163,8 +163,8 @@ async def test_a_median_over_several_locations_is_shown_per_location(world: Any)
 async def test_bad_queries_are_validation_errors_naming_the_field(world: Any) -> None:
     reports = world.services.reports
     cases = [
-        (dict(metric="vibes"), "metric"),
-        (dict(metric="bookings", dimensions=("colour",)), "dimensions"),
+        ({"metric": "vibes"}, "metric"),
+        ({"metric": "bookings", "dimensions": ("colour",)}, "dimensions"),
     ]
     for fields, name in cases:
         with pytest.raises(ValidationError) as caught:
