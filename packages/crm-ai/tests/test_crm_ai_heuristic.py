@@ -696,7 +696,7 @@ def test_a_line_that_is_only_a_carrier_keyword_is_always_an_opt_out(
         (
             "new patients from Facebook last week",
             [Metric.NEW_CONTACTS],
-            (Dimension.SOURCE,),
+            (),  # Facebook is a filter on the source (meta_ad), not a grouping
             datetime(2026, 3, 2, tzinfo=SYD),
             datetime(2026, 3, 9, tzinfo=SYD),
             (),

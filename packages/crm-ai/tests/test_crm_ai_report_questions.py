@@ -8,9 +8,10 @@ the same hit rate.
 from __future__ import annotations
 
 import pytest
+from crm_domain.clock import FixedClock
+
 from crm_ai.heuristic import HeuristicProvider
 from crm_ai.questions import QUESTIONS_NOW, load_questions, mismatch, score_questions
-from crm_domain.clock import FixedClock
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,9 @@
 
 Prints, for each split (held-out first: that is the figure to report), the SMS
 intent accuracy, per-class precision/recall and confusion matrix, and the
-warmness band accuracy (exact and within one band).  Exits non-zero when the
+warmness band accuracy (exact and within one band), then the share of the
+labelled plain-English report questions read as labelled
+(:mod:`crm_ai.questions`).  Exits non-zero when the
 held-out split misses a target, so CI can run it.
 
 Options: ``--provider NAME`` (an entry point in ``crm.ai``, default
@@ -25,6 +27,7 @@ from crm_domain.plugins import load_ai
 from crm_domain.ports.ai import AIProvider, WarmnessBand
 
 from crm_ai.datasets import EVAL_NOW, SPLITS, Split, lead_examples, sms_examples
+from crm_ai.questions import score_questions
 
 #: Targets on the held-out split.
 TARGETS = {
@@ -192,6 +195,15 @@ async def _main(provider_name: str, splits: Sequence[Split], show_errors: bool) 
                     "Held-out targets met: " + ", ".join(f"{k} >= {v}" for k, v in TARGETS.items())
                 )
             print()
+    questions = await score_questions(provider)
+    print(
+        f"Report questions read as labelled: {questions.hits}/{questions.total}"
+        f" = {questions.rate:.3f}"
+    )
+    if show_errors:
+        for question, why in questions.misses:
+            print(f"  {question!r}: {why}")
+    print()
     aclose = getattr(provider, "aclose", None)
     if aclose is not None:
         await aclose()

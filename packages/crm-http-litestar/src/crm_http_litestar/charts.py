@@ -132,10 +132,14 @@ def vega_lite(report: Report) -> dict[str, Any]:
         return spec
     first = dims[0]
     series = first in _SERIES and len({r.keys[first.value] for r in report.rows}) > 1
-    spec["mark"] = {"type": "line", "point": True, "tooltip": True} if series else {
-        "type": "bar",
-        "tooltip": True,
-    }
+    spec["mark"] = (
+        {"type": "line", "point": True, "tooltip": True}
+        if series
+        else {
+            "type": "bar",
+            "tooltip": True,
+        }
+    )
     spec["encoding"] = {"x": _field(first), "y": value}
     if len(dims) > 1:
         spec["encoding"]["color"] = _field(dims[1])

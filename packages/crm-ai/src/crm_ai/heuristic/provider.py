@@ -106,14 +106,15 @@ class HeuristicProvider:
     async def parse_report_query(
         self, question: str, now: datetime, timezone: str
     ) -> ReportRequest:
-        """Keyword grammar for metric, grouping and period."""
-        queries, locations, understood = report_query.parse(question, now, timezone)
+        """Keyword grammar for metric, grouping, filters, locations and period."""
+        queries, locations, understood, unknown = report_query.parse(question, now, timezone)
         return ReportRequest(
             queries=queries,
             locations=locations,
             understood_as=understood,
             provider=self.name,
             fell_back=self._fell_back,
+            not_understood=unknown,
         )
 
     async def prioritize_task(self, title: str, profile: LeadProfile | None) -> TaskPriorityResult:

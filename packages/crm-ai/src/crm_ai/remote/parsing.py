@@ -83,6 +83,8 @@ class QueryOut:
     start: str
     end: str
     dimensions: list[str] = attrs.Factory(list)
+    service_types: list[str] = attrs.Factory(list)
+    sources: list[str] = attrs.Factory(list)
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -300,6 +302,8 @@ def report_fields(
                     end=end,
                     dimensions=tuple(q.dimensions),
                     timezone=timezone,
+                    service_types=tuple(q.service_types),
+                    sources=tuple(q.sources),
                 )
             )
         except ValidationError as exc:

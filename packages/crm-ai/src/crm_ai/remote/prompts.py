@@ -18,7 +18,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from crm_domain.entities import SmsIntent, TaskPriority
+from crm_domain.entities import ContactSource, SmsIntent, TaskPriority
 from crm_domain.ports.ai import CampaignBrief, LeadProfile, SmsContext
 from crm_domain.ports.analytics import Dimension, Metric, MetricRow
 
@@ -286,6 +286,19 @@ def schema(name: str) -> dict[str, Any]:
                                 "items": {"type": "string", "enum": [d.value for d in Dimension]},
                                 "maxItems": 2,
                             },
+                            "service_types": {
+                                "type": "array",
+                                "items": {"type": "string", "maxLength": 100},
+                                "maxItems": 5,
+                            },
+                            "sources": {
+                                "type": "array",
+                                "items": {
+                                    "type": "string",
+                                    "enum": [s.value for s in ContactSource],
+                                },
+                                "maxItems": 5,
+                            },
                         },
                         "required": ["metric", "start", "end", "dimensions"],
                         "additionalProperties": False,
@@ -413,6 +426,10 @@ def report_messages(question: str, now: datetime, timezone: str, *, baa_covered:
         + ", ".join(m.value for m in Metric)
         + ". Allowed dimensions (at most two per query): "
         + ", ".join(d.value for d in Dimension)
+        + ". Optional filters per query: service_types (e.g. MRI, CT, X-ray, Ultrasound) and"
+        " sources ("
+        + ", ".join(s.value for s in ContactSource)
+        + ")"
         + f". Dates are ISO 8601 with offset; calendar periods are in {timezone}; now is "
         f"{now.isoformat()}. Periods are half-open [start, end). List location codes the "
         "question names in locations. Never write SQL. " + _GUARD

@@ -5,9 +5,11 @@ gateways, see :mod:`crm_domain.metrics` for the rules); this service decides
 *which locations* a report covers and merges them:
 
 * no location named: the caller's location;
-* location codes named, or ``*`` for all: each must be a location where the
-  user holds ``reports:read`` through an active membership (an unknown code,
-  or one where they do not, is ``NotFound`` — never a hint that it exists);
+* location codes (or a word of a location's name) named, or ``*`` for all —
+  also implied by the ``location`` dimension with none named: each must be a
+  location where the user holds ``reports:read`` through an active membership
+  (an unknown code, or one where they do not, is ``NotFound`` — never a hint
+  that it exists);
 * each location is bucketed in its own timezone; without the ``location``
   dimension, rows of several locations are merged: counts add up, averages and
   rates are weighted by their ``records``; a median cannot be merged, so a
@@ -254,7 +256,10 @@ class ReportingService:
     async def _compute(self, ctx: Context, query: ReportQuery) -> Report:
         if query.end - query.start > MAX_REPORT_SPAN:
             raise ValidationError("end", f"a report covers at most {MAX_REPORT_SPAN.days} days")
-        locations = await self._locations(ctx, query.locations)
+        codes = query.locations
+        if not codes and Dimension.LOCATION in query.dimensions:
+            codes = (ALL_LOCATIONS,)  # "by location" compares the locations one may see
+        locations = await self._locations(ctx, codes)
         dimensions = query.dimensions
         note = None
         several = len(locations) > 1
@@ -293,13 +298,20 @@ class ReportingService:
         permitted = await self._permitted(ctx)
         if codes == (ALL_LOCATIONS,):
             return sorted(permitted.values(), key=lambda loc: loc.code)
-        chosen = []
-        by_code = {loc.code: loc for loc in permitted.values()}
+        chosen: dict[str, ReportLocation] = {}
         for code in codes:
-            if code not in by_code:
+            wanted = code.casefold()
+            # A code, or a word of the name ("Sydney" for "Avatar Imaging Sydney").
+            found = [
+                loc
+                for loc in sorted(permitted.values(), key=lambda loc: loc.code)
+                if loc.code.casefold() == wanted
+                or wanted in (word.casefold() for word in loc.name.split())
+            ]
+            if not found:
                 raise NotFound(f"no location {code!r} to report on")
-            chosen.append(by_code[code])
-        return chosen
+            chosen.setdefault(found[0].id, found[0])
+        return list(chosen.values())
 
     async def _permitted(self, ctx: Context) -> dict[str, ReportLocation]:
         """Locations where the caller holds ``reports:read`` (every one for the system)."""
