@@ -1,4 +1,4 @@
-"""``/api/reports``: numbers against the stored rows, strict parameters, locations, charts, questions."""
+"""`/api/reports`: numbers against stored rows, strict parameters, locations, charts, questions."""
 
 from __future__ import annotations
 
