@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
@@ -19,9 +20,18 @@ _NAMES = {
     "sms_inbound": "SMS replies received",
     "sms_outbound": "SMS sent",
     "tasks_open": "open tasks",
+    "no_show_rate": "no-show rate",
+    "funnel": "funnel",
+    "first_response_minutes": "median first response (minutes)",
 }
+#: Metrics whose value is a rate or a median: never summed.
+_NOT_SUMMED = frozenset({"no_show_rate", "first_response_minutes", "funnel"})
+#: A group needs this many records before it can be the "worst" or "best".
+MIN_RECORDS = 3
 #: Metrics where "up" is bad news.
-_LOWER_IS_BETTER = frozenset({"no_shows", "cancellations", "tasks_open"})
+_LOWER_IS_BETTER = frozenset(
+    {"no_shows", "cancellations", "tasks_open", "no_show_rate", "first_response_minutes"}
+)
 
 
 def _fmt(value: float) -> str:
@@ -61,11 +71,25 @@ def analyse(
     findings: list[str] = []
     recommendations: list[str] = []
     headline: list[str] = []
-    for metric, metric_rows in rows.items():
+    for key, metric_rows in rows.items():
+        metric = key.split(" ", 1)[0]  # keys may be "bookings by week" (supporting figures)
         good = [
             r for r in metric_rows if isinstance(r.value, int | float) and math.isfinite(r.value)
         ]
         name = _NAMES.get(metric, metric.replace("_", " "))
+        specific = _specific(metric, good, name)
+        findings.extend(specific[0])
+        recommendations.extend(specific[1])
+        if metric in _NOT_SUMMED:
+            if good and metric != "funnel":
+                headline.append(f"{name} {_fmt_value(metric, _weighted(good))}")
+            elif good:
+                leads = sum(r.value for r in good if r.keys.get("stage") == "lead")
+                attended = sum(r.value for r in good if r.keys.get("stage") == "attended")
+                headline.append(f"{_fmt(leads)} leads, {_fmt(attended)} attended")
+            elif key == metric:
+                findings.append(f"No data for {name} in this period.")
+            continue
         if not good:
             findings.append(f"No data for {name} in this period.")
             continue
@@ -125,6 +149,86 @@ def analyse(
     if not recommendations and findings:
         recommendations.append("No action needed; keep monitoring these figures.")
     return summary, tuple(findings[:10]), tuple(dict.fromkeys(recommendations))[:5]
+
+
+def _weighted(rows: list[MetricRow]) -> float:
+    total = sum(r.records for r in rows)
+    if not total:
+        return statistics.fmean(r.value for r in rows)
+    return sum(r.value * r.records for r in rows) / total
+
+
+def _fmt_value(metric: str, value: float) -> str:
+    return f"{value:.0%}" if metric == "no_show_rate" else _fmt(value)
+
+
+def _slot(row: MetricRow) -> str:
+    keys = row.keys
+    parts = []
+    if "weekday" in keys:
+        parts.append(str(keys["weekday"]).split("-", 1)[-1])
+    if "hour" in keys:
+        parts.append(f"{keys['hour']}:00")
+    parts += [str(v) for k, v in sorted(keys.items()) if k not in ("weekday", "hour", "stage")]
+    return " ".join(parts) or "all"
+
+
+def _specific(metric: str, rows: list[MetricRow], name: str) -> tuple[list[str], list[str]]:
+    """The three findings a manager asks for first, when the rows allow them.
+
+    * the largest week-over-week change of a weekly series;
+    * the worst no-show slot (highest rate among groups of at least
+      :data:`MIN_RECORDS` bookings);
+    * the best lead source by conversion (attended / leads, at least
+      :data:`MIN_RECORDS` leads).
+    """
+    findings: list[str] = []
+    advice: list[str] = []
+    if metric != "funnel" and rows and all("week" in r.keys for r in rows):
+        weeks: dict[str, float] = {}
+        for r in rows:
+            weeks[str(r.keys["week"])] = weeks.get(str(r.keys["week"]), 0.0) + r.value
+        ordered = sorted(weeks.items())
+        changes = [(after[0], before[1], after[1]) for before, after in itertools.pairwise(ordered)]
+        if changes and metric not in _NOT_SUMMED:
+            week, old, new = max(changes, key=lambda c: (abs(c[2] - c[1]), c[0]))
+            if new != old:
+                pct = f" ({(new - old) / old:+.0%})" if old else ""
+                findings.append(
+                    f"Largest week-over-week change in {name}: week of {week}, "
+                    f"{_fmt(old)} → {_fmt(new)}{pct}."
+                )
+    if metric == "no_show_rate":
+        slots = [r for r in rows if r.keys and r.records >= MIN_RECORDS]
+        if slots:
+            worst = max(slots, key=lambda r: (r.value, r.records))
+            findings.append(
+                f"Worst no-show slot: {_slot(worst)} — {worst.value:.0%} of "
+                f"{worst.records} bookings with an outcome."
+            )
+            if worst.value > 0:
+                advice.append(
+                    f"Call or text patients booked for {_slot(worst)} the day before; "
+                    "that slot loses the most appointments."
+                )
+    if metric == "funnel" and rows and all("source" in r.keys for r in rows):
+        leads: dict[str, float] = {}
+        attended: dict[str, float] = {}
+        for r in rows:
+            source = str(r.keys["source"])
+            if r.keys.get("stage") == "lead":
+                leads[source] = leads.get(source, 0.0) + r.value
+            elif r.keys.get("stage") == "attended":
+                attended[source] = attended.get(source, 0.0) + r.value
+        rates = {s: attended.get(s, 0.0) / n for s, n in leads.items() if n >= MIN_RECORDS}
+        if rates:
+            best = max(rates, key=lambda s: (rates[s], leads[s]))
+            findings.append(
+                f"Best source by conversion: {best} — {_fmt(attended.get(best, 0.0))} of "
+                f"{_fmt(leads[best])} leads attended ({rates[best]:.0%})."
+            )
+            advice.append(f"Put more of the marketing budget where {best} leads come from.")
+    return findings, advice
 
 
 def _outliers(name: str, points: list[tuple[str, float]]) -> list[str]:

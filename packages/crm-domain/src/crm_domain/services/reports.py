@@ -45,6 +45,12 @@ from crm_domain.services._base import ServiceBase
 MAX_REPORT_SPAN = timedelta(days=3660)
 #: Every location where the user holds ``reports:read``.
 ALL_LOCATIONS = "*"
+#: The aggregates every set of insights also looks at (see ``ReportingService._figures``).
+_SUPPORTING = (
+    (Metric.BOOKINGS, (Dimension.WEEK,)),
+    (Metric.NO_SHOW_RATE, (Dimension.WEEKDAY, Dimension.HOUR)),
+    (Metric.FUNNEL, (Dimension.SOURCE,)),
+)
 
 
 def _names(value: Sequence[str]) -> tuple[str, ...]:
@@ -218,10 +224,9 @@ class ReportingService:
                 )
                 reports.append(await self._compute(ctx, query))
             found = None
-            if insights:
-                found = await self._ai.generate_insights(
-                    {r.query.metric.value: r.rows for r in reports}, question
-                )
+            if insights and reports:
+                figures = await self._figures(ctx, reports)
+                found = await self._ai.generate_insights(figures, question)
             call.detail = "; ".join(_detail(r) for r in reports)
             return ReportAnswer(
                 question=question,
@@ -249,9 +254,27 @@ class ReportingService:
         ):
             if self._ai is None:
                 raise ValidationError("insights", "no AI provider is configured")
-            return await self._ai.generate_insights(
-                {r.query.metric.value: r.rows for r in reports}, None
+            return await self._ai.generate_insights(await self._figures(ctx, reports), None)
+
+    async def _figures(
+        self, ctx: Context, reports: Sequence[Report]
+    ) -> dict[str, tuple[MetricRow, ...]]:
+        """The reports' rows plus the supporting aggregates insights are built on.
+
+        Over the first report's range and locations: bookings by week (the
+        largest week-over-week change), the no-show rate by weekday and hour (the
+        worst slot) and the funnel by source (the best source by conversion).
+        Only aggregates: labels are dates, hours, sources and location ids.
+        """
+        figures = {r.query.metric.value: r.rows for r in reports}
+        first = reports[0].query
+        for metric, dims in _SUPPORTING:
+            key = f"{metric.value} by {', '.join(d.value for d in dims)}"
+            supporting = attrs.evolve(
+                first, metric=metric, dimensions=dims, service_types=(), sources=()
             )
+            figures[key] = (await self._compute(ctx, supporting)).rows
+        return figures
 
     async def _compute(self, ctx: Context, query: ReportQuery) -> Report:
         if query.end - query.start > MAX_REPORT_SPAN:
