@@ -2,8 +2,9 @@
 
 A chart type is chosen per metric and dimensions: a funnel is horizontal bars
 in stage order; a series over days, weeks or months is a line (a bar when
-there is a single bucket); weekday × hour is a heat map; anything else is a
-bar chart.  Rates are shown as percentages.  The spec carries its data inline
+there is a single bucket), and counts split by a second dimension are stacked
+bars; weekday × hour is a heat map; anything else is a bar chart (grouped
+when split).  Rates are shown as percentages.  The spec carries its data inline
 (aggregates only), so rendering needs nothing but the spec: ``vl-convert``
 (Deno + Vega in a wheel) turns it into SVG or PNG with no browser and no
 network.
@@ -16,7 +17,7 @@ import io
 from typing import Any
 
 import anyio.to_thread
-from crm_domain.metrics import WEEKDAYS
+from crm_domain.metrics import NON_ADDITIVE, WEEKDAYS
 from crm_domain.ports.analytics import Dimension, FunnelStage, Metric
 from crm_domain.services import Report
 
@@ -132,18 +133,19 @@ def vega_lite(report: Report) -> dict[str, Any]:
         return spec
     first = dims[0]
     series = first in _SERIES and len({r.keys[first.value] for r in report.rows}) > 1
-    spec["mark"] = (
-        {"type": "line", "point": True, "tooltip": True}
-        if series
-        else {
-            "type": "bar",
-            "tooltip": True,
-        }
-    )
-    spec["encoding"] = {"x": _field(first), "y": value}
+    # Counts split by a second dimension stack (a missing group is a zero, not a
+    # gap); a single series, a rate or a median is a line.
+    stacked = len(dims) > 1 and metric not in NON_ADDITIVE
+    line = series and not stacked
+    mark = "line" if line else "bar"
+    spec["mark"] = {"type": mark, "tooltip": True, **({"point": True} if line else {})}
+    x = _field(first)
+    if not line and first in _SERIES:  # bars sit on their bucket's label, full width
+        x = {"field": first.value, "type": "ordinal", "title": first.value}
+    spec["encoding"] = {"x": x, "y": value}
     if len(dims) > 1:
         spec["encoding"]["color"] = _field(dims[1])
-        if not series:
+        if not line and not stacked:
             spec["encoding"]["xOffset"] = {"field": dims[1].value}
     return spec
 

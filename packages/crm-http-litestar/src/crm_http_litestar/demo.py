@@ -500,6 +500,7 @@ async def _seed_records(
                     updated_at=task_created,
                 )
             )
+    messages += _first_replies(contacts, spec, now, rng)  # its draws come after all others
     contacts = await _scored(scorer, contacts, touchpoints, bookings, now)
     async with gateway.unit_of_work(location.id) as uow:
         await uow.contacts.add_many(contacts)
@@ -515,6 +516,41 @@ async def _seed_records(
         "tasks": len(tasks),
         "sms": len(messages),
     }
+
+
+def _first_replies(
+    contacts: Sequence[Contact], spec: DemoLocation, now: datetime, rng: random.Random
+) -> list[SmsMessage]:
+    """Reception's first text to most leads past ``new``, minutes to hours after they arrived.
+
+    So the first-response report has something to show; drawn after everything
+    else, so the rest of the demo data stays as it was.
+    """
+    ids = SeededIds(rng)
+    replies = []
+    for contact in contacts:
+        if contact.phone is None or contact.status is ContactStatus.NEW or rng.random() < 0.2:
+            continue
+        sent = contact.created_at + timedelta(minutes=rng.lognormvariate(3.5, 1.0))
+        if sent > now:
+            continue
+        replies.append(
+            SmsMessage(
+                id=ids.at(sent),
+                tenant_id=contact.tenant_id,
+                contact_id=contact.id,
+                direction=SmsDirection.OUTBOUND,
+                from_number=spec.phone,
+                to_number=contact.phone,
+                body=f"Hi {contact.first_name}, thanks for your enquiry with {spec.name}. "
+                "When suits you for a call?",
+                status=SmsStatus.DELIVERED,
+                provider="demo",
+                created_at=sent,
+                sent_at=sent,
+            )
+        )
+    return replies
 
 
 async def _scored(

@@ -27,7 +27,7 @@ _NAMES = {
 #: Metrics whose value is a rate or a median: never summed.
 _NOT_SUMMED = frozenset({"no_show_rate", "first_response_minutes", "funnel"})
 #: A group needs this many records before it can be the "worst" or "best".
-MIN_RECORDS = 3
+MIN_RECORDS = 5
 #: Metrics where "up" is bad news.
 _LOWER_IS_BETTER = frozenset(
     {"no_shows", "cancellations", "tasks_open", "no_show_rate", "first_response_minutes"}
@@ -80,6 +80,8 @@ def analyse(
         specific = _specific(metric, good, name)
         findings.extend(specific[0])
         recommendations.extend(specific[1])
+        if key != metric and metric in rows:
+            continue  # a supporting figure of a metric already reported: its findings only
         if metric in _NOT_SUMMED:
             if good and metric != "funnel":
                 headline.append(f"{name} {_fmt_value(metric, _weighted(good))}")
@@ -199,7 +201,11 @@ def _specific(metric: str, rows: list[MetricRow], name: str) -> tuple[list[str],
                     f"{_fmt(old)} → {_fmt(new)}{pct}."
                 )
     if metric == "no_show_rate":
-        slots = [r for r in rows if r.keys and r.records >= MIN_RECORDS]
+        slots = [
+            r
+            for r in rows
+            if ("weekday" in r.keys or "hour" in r.keys) and r.records >= MIN_RECORDS
+        ]
         if slots:
             worst = max(slots, key=lambda r: (r.value, r.records))
             findings.append(

@@ -499,7 +499,7 @@ def parse(
         else ""
     )
     what = " and ".join(m.value for m in metrics) or "nothing"
-    text = f"{what}{grouped}{filters}{where} for {period}"
+    text = f"{what}{grouped}{filters}{where}, {period}"
     if dropped:
         text += f" (cannot {'; '.join(dict.fromkeys(dropped))})"
     return tuple(queries), locations, text, tuple(not_understood)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 
@@ -268,11 +269,18 @@ class ReportingService:
         """
         figures = {r.query.metric.value: r.rows for r in reports}
         first = reports[0].query
+        # Whole weeks only: a week still under way would look like a collapse.
+        zone = ZoneInfo(reports[0].locations[0].timezone)
+        local_end = first.end.astimezone(zone)
+        monday = local_end.date() - timedelta(days=local_end.weekday())
+        week_end = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
         for metric, dims in _SUPPORTING:
             key = f"{metric.value} by {', '.join(d.value for d in dims)}"
             supporting = attrs.evolve(
                 first, metric=metric, dimensions=dims, service_types=(), sources=()
             )
+            if dims == (Dimension.WEEK,) and first.start < week_end:
+                supporting = attrs.evolve(supporting, end=week_end)
             figures[key] = (await self._compute(ctx, supporting)).rows
         return figures
 
