@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
-import platform
 import secrets
 import sqlite3
 import statistics
@@ -37,12 +35,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import sqlalchemy as sa
 from crm_domain.entities import Location
 from crm_domain.metrics import utc_offsets
 from crm_domain.ports.analytics import Dimension, Metric, MetricQuery
 from crm_gateway_sql.gateway import SqlGateway, create_gateway
 from crm_gateway_sql.mapping import to_micros
+from sql_bench import dsn, machine, pg_url  # the same machine line and database as P1/P2
 
 TENANT = "SYD"
 ZONE = "Australia/Sydney"
@@ -234,28 +232,15 @@ async def bench_sqlite(n: int, rounds: int) -> tuple[str, str]:
     return _line("SQLite", n, built, g, h, ok)
 
 
-def _pg_url(database: str | None = None) -> str:
-    url = sa.make_url(
-        os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-    )
-    if database:
-        url = url.set(database=database)
-    return url.render_as_string(hide_password=False)
-
-
-def _dsn(database: str | None = None) -> str:
-    return _pg_url(database).replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 async def bench_postgres(n: int, rounds: int) -> tuple[str, str]:
     database = f"crm_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(_dsn())
+    admin = await asyncpg.connect(dsn())
     await admin.execute(f'CREATE DATABASE "{database}"')
     try:
-        gateway = create_gateway(_pg_url(database))
+        gateway = create_gateway(pg_url(database))
         await gateway.migrate()
         await _add_location(gateway)
-        conn = await asyncpg.connect(_dsn(database))
+        conn = await asyncpg.connect(dsn(database))
         t = time.perf_counter()
         for statement in _generate(n, _PG_SERIES):
             await conn.execute(statement)
@@ -276,21 +261,6 @@ async def bench_postgres(n: int, rounds: int) -> tuple[str, str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
     return _line("PostgreSQL", n, built, g, h, ok)
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}"
-    )
 
 
 async def main() -> None:

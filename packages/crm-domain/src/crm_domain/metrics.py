@@ -103,14 +103,18 @@ def allowed_dimensions(metric: Metric) -> frozenset[Dimension]:
     return frozenset(allowed)
 
 
+def check_dimensions(metric: Metric, dimensions: Sequence[Dimension]) -> None:
+    """Refuse a dimension ``metric`` lacks (``ValidationError('dimensions')``)."""
+    allowed = allowed_dimensions(metric)
+    bad = [d.value for d in dimensions if d not in allowed]
+    if bad:
+        raise ValidationError("dimensions", f"{metric.value} cannot be grouped by {', '.join(bad)}")
+
+
 def check_query(query: MetricQuery) -> zoneinfo.ZoneInfo:
     """Refuse dimensions and filters ``query.metric`` lacks; return its timezone."""
+    check_dimensions(query.metric, query.dimensions)
     allowed = allowed_dimensions(query.metric)
-    for dimension in query.dimensions:
-        if dimension not in allowed:
-            raise ValidationError(
-                "dimensions", f"{query.metric.value} cannot be grouped by {dimension.value}"
-            )
     if query.sources and Dimension.SOURCE not in allowed:
         raise ValidationError("source", f"{query.metric.value} cannot be filtered by source")
     if query.service_types and not (
@@ -333,6 +337,7 @@ __all__ = [
     "WEEKDAYS",
     "allowed_dimensions",
     "bucket",
+    "check_dimensions",
     "check_query",
     "compute_metric",
     "sort_rows",

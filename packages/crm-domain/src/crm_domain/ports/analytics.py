@@ -53,14 +53,16 @@ class FunnelStage(enum.StrEnum):
     ATTENDED = "attended"  # at least one completed booking (of those service types)
 
 
-def _dimensions(value: Iterable[Dimension | str]) -> tuple[Dimension, ...]:
+def to_dimensions(value: Iterable[Dimension | str]) -> tuple[Dimension, ...]:
+    """Dimensions from names (``ValidationError('dimensions')`` for an unknown one)."""
     try:
         return tuple(Dimension(d) for d in value)
     except ValueError as exc:
         raise ValidationError("dimensions", str(exc)) from None
 
 
-def _to_metric(value: Metric | str) -> Metric:
+def to_metric(value: Metric | str) -> Metric:
+    """A metric from its name (``ValidationError('metric')`` for an unknown one)."""
     try:
         return Metric(value)
     except ValueError:
@@ -101,10 +103,10 @@ class MetricQuery:
     metrics have them.
     """
 
-    metric: Metric = attrs.field(converter=_to_metric)
+    metric: Metric = attrs.field(converter=to_metric)
     start: datetime
     end: datetime = attrs.field(validator=_range_ok)
-    dimensions: tuple[Dimension, ...] = attrs.field(default=(), converter=_dimensions)
+    dimensions: tuple[Dimension, ...] = attrs.field(default=(), converter=to_dimensions)
     timezone: str = "UTC"
     service_types: tuple[str, ...] = attrs.field(default=(), converter=_service_types)
     sources: tuple[str, ...] = attrs.field(default=(), converter=_sources)
@@ -132,4 +134,12 @@ class MetricRow:
     records: int = 0
 
 
-__all__ = ["Dimension", "FunnelStage", "Metric", "MetricQuery", "MetricRow"]
+__all__ = [
+    "Dimension",
+    "FunnelStage",
+    "Metric",
+    "MetricQuery",
+    "MetricRow",
+    "to_dimensions",
+    "to_metric",
+]

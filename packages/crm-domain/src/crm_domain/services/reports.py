@@ -23,6 +23,7 @@ location ids), never a person's data, and so do the insights' prompts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,14 +34,21 @@ from crm_domain.audit import AuditAction, AuditRecorder
 from crm_domain.context import Context
 from crm_domain.entities import Action, Location, Resource
 from crm_domain.errors import NotFound, ValidationError
-from crm_domain.metrics import NON_ADDITIVE, allowed_dimensions, sort_rows
+from crm_domain.metrics import NON_ADDITIVE, check_dimensions, sort_rows
 from crm_domain.policies.rbac import Authorizer
 from crm_domain.ports.ai import AIProvider, Insights
-from crm_domain.ports.analytics import Dimension, Metric, MetricQuery, MetricRow
+from crm_domain.ports.analytics import (
+    Dimension,
+    Metric,
+    MetricQuery,
+    MetricRow,
+    to_dimensions,
+    to_metric,
+)
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import MAX_LIMIT, LocationQuery
-from crm_domain.services._base import ServiceBase
+from crm_domain.services._base import Call, ServiceBase
 
 #: The longest range a report may cover.
 MAX_REPORT_SPAN = timedelta(days=3660)
@@ -58,20 +66,6 @@ def _names(value: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _dimensions(value: Sequence[Dimension | str]) -> tuple[Dimension, ...]:
-    try:
-        return tuple(Dimension(d) for d in value)
-    except ValueError as exc:
-        raise ValidationError("dimensions", str(exc)) from None
-
-
-def _metric(value: Metric | str) -> Metric:
-    try:
-        return Metric(value)
-    except ValueError:
-        raise ValidationError("metric", f"{value!r} is not a known metric") from None
-
-
 @attrs.frozen(slots=True, kw_only=True)
 class ReportQuery:
     """What a report shows: one metric, up to two dimensions, a range, filters, locations.
@@ -80,10 +74,10 @@ class ReportQuery:
     empty means the caller's location.
     """
 
-    metric: Metric = attrs.field(converter=_metric)
+    metric: Metric = attrs.field(converter=to_metric)
     start: datetime
     end: datetime
-    dimensions: tuple[Dimension, ...] = attrs.field(default=(), converter=_dimensions)
+    dimensions: tuple[Dimension, ...] = attrs.field(default=(), converter=to_dimensions)
     locations: tuple[str, ...] = attrs.field(default=(), converter=_names)
     service_types: tuple[str, ...] = attrs.field(default=(), converter=_names)
     sources: tuple[str, ...] = attrs.field(default=(), converter=_names)
@@ -168,17 +162,21 @@ class ReportingService:
         self._base = ServiceBase(gateway, authorizer, recorder, clock, ids)
         self._ai = ai
 
-    async def report(self, ctx: Context, query: ReportQuery) -> Report:
-        """One metric over the locations ``query`` names that the caller may report on."""
-        async with self._base.use_case(
+    def _reading(self, ctx: Context, what: str) -> AbstractAsyncContextManager[Call]:
+        """One audited ``reports:read`` use case about ``what`` (a metric, a question…)."""
+        return self._base.use_case(
             ctx,
             Resource.REPORTS,
             Action.READ,
             audit=AuditAction.READ,
             resource_type="report",
-            resource_id=query.metric.value,
+            resource_id=what,
             write=False,
-        ) as call:
+        )
+
+    async def report(self, ctx: Context, query: ReportQuery) -> Report:
+        """One metric over the locations ``query`` names that the caller may report on."""
+        async with self._reading(ctx, query.metric.value) as call:
             report = await self._compute(ctx, query)
             call.detail = _detail(report)
             return report
@@ -193,15 +191,7 @@ class ReportingService:
         question = question.strip()
         if not 0 < len(question) <= 500:
             raise ValidationError("question", "ask a question of 1-500 characters")
-        async with self._base.use_case(
-            ctx,
-            Resource.REPORTS,
-            Action.READ,
-            audit=AuditAction.READ,
-            resource_type="report",
-            resource_id="question",
-            write=False,
-        ) as call:
+        async with self._reading(ctx, "question") as call:
             if self._ai is None:
                 raise ValidationError("question", "no AI provider is configured to read questions")
             location = await _location_by_id(self._base.gateway, ctx.tenant_id)
@@ -244,15 +234,7 @@ class ReportingService:
         ``Unavailable`` without an AI provider.  The rows were read (and audited)
         by :meth:`report`; this call is audited too, as its own read.
         """
-        async with self._base.use_case(
-            ctx,
-            Resource.REPORTS,
-            Action.READ,
-            audit=AuditAction.READ,
-            resource_type="report",
-            resource_id="insights",
-            write=False,
-        ):
+        async with self._reading(ctx, "insights"):
             if self._ai is None:
                 raise ValidationError("insights", "no AI provider is configured")
             return await self._ai.generate_insights(await self._figures(ctx, reports), None)
@@ -400,14 +382,6 @@ def _detail(report: Report) -> str:
         f"{report.query.metric.value} by {dims} at {len(report.locations)} location(s): "
         f"{len(report.rows)} rows"
     )
-
-
-def check_dimensions(metric: Metric, dimensions: Sequence[Dimension]) -> None:
-    """Refuse, before any work, a dimension ``metric`` lacks (``ValidationError('dimensions')``)."""
-    allowed = allowed_dimensions(metric)
-    bad = [d.value for d in dimensions if d not in allowed]
-    if bad:
-        raise ValidationError("dimensions", f"{metric.value} cannot be grouped by {', '.join(bad)}")
 
 
 __all__ = [

@@ -16,10 +16,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from crm_domain.entities import ContactSource
 from crm_domain.errors import ValidationError
+from crm_domain.metrics import check_dimensions
 from crm_domain.ports.ai import Insights
 from crm_domain.ports.analytics import Dimension, Metric
 from crm_domain.services import Report, ReportAnswer, ReportQuery
-from crm_domain.services.reports import check_dimensions
 from litestar import Response, Router, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromQuery, JSONBody, QueryParameter
