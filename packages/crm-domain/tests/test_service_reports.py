@@ -9,7 +9,7 @@ import pytest
 
 from crm_domain.context import Context
 from crm_domain.entities import Booking, PermissionOverride, Role, SmsMessage
-from crm_domain.errors import NotFound, PermissionDenied, ValidationError
+from crm_domain.errors import NotFound, PermissionDenied, Unavailable, ValidationError
 from crm_domain.ports.analytics import Dimension, Metric, MetricRow
 from crm_domain.services import AddUser, ReportQuery
 from crm_domain.services.reports import merge_rows
@@ -194,3 +194,14 @@ def test_merging_adds_counts_and_weights_rates() -> None:
         [MetricRow(keys={}, value=1.0, records=1), MetricRow(keys={}, value=0.0, records=3)],
     )
     assert [(r.value, r.records) for r in rates] == [(0.25, 4)]
+
+
+async def test_questions_need_an_ai_provider_and_say_so(world: Any) -> None:
+    before = len(await world.audit())
+    with pytest.raises(Unavailable):
+        await world.services.reports.ask(world.ctx(), "no-shows by week")
+    with pytest.raises(ValidationError) as caught:
+        await world.services.reports.ask(world.ctx(), "   ")
+    assert caught.value.field == "question"
+    entries = (await world.audit())[before:]
+    assert [(e.resource_type, e.outcome) for e in entries] == [("report", "failed")] * 2

@@ -33,7 +33,7 @@ import attrs
 from crm_domain.audit import AuditAction, AuditRecorder
 from crm_domain.context import Context
 from crm_domain.entities import Action, Location, Resource
-from crm_domain.errors import NotFound, ValidationError
+from crm_domain.errors import NotFound, Unavailable, ValidationError
 from crm_domain.metrics import NON_ADDITIVE, check_dimensions, sort_rows
 from crm_domain.policies.rbac import Authorizer
 from crm_domain.ports.ai import AIProvider, Insights
@@ -188,12 +188,12 @@ class ReportingService:
         read) is a ``ValidationError`` on ``question`` saying which part was not
         understood; the answer shows what was understood, so a reader can check.
         """
-        question = question.strip()
-        if not 0 < len(question) <= 500:
-            raise ValidationError("question", "ask a question of 1-500 characters")
         async with self._reading(ctx, "question") as call:
+            question = question.strip()
+            if not 0 < len(question) <= 500:
+                raise ValidationError("question", "ask a question of 1-500 characters")
             if self._ai is None:
-                raise ValidationError("question", "no AI provider is configured to read questions")
+                raise Unavailable("no AI provider is configured to read questions")
             location = await _location_by_id(self._base.gateway, ctx.tenant_id)
             request = await self._ai.parse_report_query(
                 question, self._base.clock.now(), location.timezone
@@ -236,7 +236,7 @@ class ReportingService:
         """
         async with self._reading(ctx, "insights"):
             if self._ai is None:
-                raise ValidationError("insights", "no AI provider is configured")
+                raise Unavailable("no AI provider is configured for insights")
             return await self._ai.generate_insights(await self._figures(ctx, reports), None)
 
     async def _figures(
