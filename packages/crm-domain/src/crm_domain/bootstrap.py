@@ -29,6 +29,7 @@ from crm_domain.services import (
     EventHandler,
     SmsService,
     TaskService,
+    sms_handlers,
     warmness_handlers,
 )
 
@@ -59,10 +60,11 @@ class Services:
     def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
         """The domain's outbox consumers by event name, for a worker to register.
 
-        Today: warmness rescored on touchpoint and booking events (needs ``ai``;
-        without a provider the handlers change nothing).
+        Warmness rescored on touchpoint and booking events (needs ``ai``;
+        without a provider the handlers change nothing), and queued SMS sent
+        through ``sms_sender`` (``SmsQueued``).
         """
-        return warmness_handlers(self.contacts)
+        return {**warmness_handlers(self.contacts), **sms_handlers(self.sms)}
 
 
 def bootstrap(

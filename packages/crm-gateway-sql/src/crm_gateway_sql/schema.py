@@ -302,6 +302,7 @@ sms_messages = sa.Table(
     sa.Column("booking_scope", ID),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("sent_at", TIMESTAMP),
+    sa.Column("error", sa.String(500)),
     sa.ForeignKeyConstraint(
         ["tenant_id", "contact_id"], ["contacts.tenant_id", "contacts.id"], ondelete="CASCADE"
     ),

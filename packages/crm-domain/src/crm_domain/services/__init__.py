@@ -32,16 +32,19 @@ from crm_domain.services.contacts import WARMNESS_RECEIPTS, ContactService
 from crm_domain.services.events import EventName
 from crm_domain.services.handlers import (
     WARMNESS_EVENTS,
+    DeliverSms,
     EventHandler,
     RescoreWarmness,
+    sms_handlers,
     warmness_handlers,
 )
-from crm_domain.services.sms import CANCELLED_BY_SMS, SmsService
+from crm_domain.services.sms import CANCELLED_BY_SMS, OPT_OUT_CONFIRMATION, SmsService
 from crm_domain.services.tasks import TaskService
 
 __all__ = [
     "CANCELLED_BY_SMS",
     "MAX_BOOKING_LENGTH",
+    "OPT_OUT_CONFIRMATION",
     "UNSET",
     "WARMNESS_EVENTS",
     "WARMNESS_RECEIPTS",
@@ -60,6 +63,7 @@ __all__ = [
     "CreateContact",
     "CreateLocation",
     "CreateTask",
+    "DeliverSms",
     "EventHandler",
     "EventName",
     "Member",
@@ -75,5 +79,6 @@ __all__ = [
     "UpdateTask",
     "UpsertExternalBooking",
     "lead_profile",
+    "sms_handlers",
     "warmness_handlers",
 ]

@@ -17,6 +17,7 @@ from crm_domain.entities import OutboxMessage
 from crm_domain.errors import NotFound
 from crm_domain.services.contacts import ContactService
 from crm_domain.services.events import EventName
+from crm_domain.services.sms import SmsService
 
 #: A consumer of one event kind (same shape as the HTTP package's worker expects).
 EventHandler = Callable[[OutboxMessage], Awaitable[None]]
@@ -60,4 +61,43 @@ def warmness_handlers(contacts: ContactService) -> Mapping[str, tuple[EventHandl
     return {name.value: (handler,) for name in WARMNESS_EVENTS}
 
 
-__all__ = ["WARMNESS_EVENTS", "EventHandler", "RescoreWarmness", "warmness_handlers"]
+class DeliverSms:
+    """Sends the message an ``SmsQueued`` event names (once: see :meth:`SmsService.deliver`).
+
+    A provider outage raises, so the relay retries the event with back-off; a
+    message deleted since (its contact erased) is skipped.
+    """
+
+    def __init__(self, sms: SmsService) -> None:
+        self._sms = sms
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Deliver the queued SMS of this event."""
+        event = message.event
+        if event.tenant_id is None:
+            return
+        request_id = event.payload.get("request_id")
+        ctx = Context.system(
+            event.tenant_id, request_id=request_id if isinstance(request_id, str) else None
+        )
+        try:
+            await self._sms.deliver(
+                ctx, event.aggregate_id, consent_exempt=event.payload.get("consent_exempt") is True
+            )
+        except NotFound:
+            return
+
+
+def sms_handlers(sms: SmsService) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → handlers that send queued SMS."""
+    return {EventName.SMS_QUEUED.value: (DeliverSms(sms),)}
+
+
+__all__ = [
+    "WARMNESS_EVENTS",
+    "DeliverSms",
+    "EventHandler",
+    "RescoreWarmness",
+    "sms_handlers",
+    "warmness_handlers",
+]
