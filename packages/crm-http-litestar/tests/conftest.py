@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import pytest
 from crm_domain.clock import FixedClock
+from crm_messaging.testing import ProviderServer, running_provider_server
 
 from crm_http_litestar import Settings
 from crm_http_litestar.testing import SECRET, World, open_world
+from crm_http_litestar.worker import domain_handlers, make_relay
 
 
 def store_url(tmp_path: Path) -> str:
@@ -48,3 +51,45 @@ async def world(settings: Settings, clock: FixedClock) -> AsyncIterator[World]:
 def anyio_backend() -> str:
     """asyncio only (the server's loop)."""
     return "asyncio"
+
+
+#: Sydney's clinic number and a patient's, as the SMS tests configure and use them.
+CLINIC = "+61291500000"
+PATIENT = "+61412000111"
+#: Sydney's inbound-SMS webhook key in :func:`sms_world`.
+SMS_KEY = "sydney-sms-webhook-key-0123456789"
+
+
+@pytest.fixture
+def clicksend() -> Iterator[ProviderServer]:
+    """A loopback server speaking ClickSend's REST API (scripted per test)."""
+    with running_provider_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def sms_world(
+    settings: Settings, clock: FixedClock, clicksend: ProviderServer
+) -> AsyncIterator[World]:
+    """The demo world sending SMS through ClickSend at :func:`clicksend`, with SMS webhooks."""
+    configured = attrs.evolve(
+        settings,
+        adapter_settings={
+            "CRM_SMS_PROVIDER": "clicksend",
+            "CRM_CLICKSEND_USERNAME": "clinic-user",
+            "CRM_CLICKSEND_API_KEY": "cs-key-0123456789",
+            "CRM_CLICKSEND_BASE_URL": f"{clicksend.url}/v3",
+            "CRM_SMS_MAX_RETRIES": "0",
+            "CRM_SMS_NUMBERS": f"sydney={CLINIC}",
+            "CRM_SMS_WEBHOOK_KEYS": f"sydney={SMS_KEY}",
+        },
+    )
+    async for world in open_world(configured, clock):
+        yield world
+
+
+async def drain_outbox(world: World) -> None:
+    """Run the worker's relay (with the domain's handlers) until nothing is due."""
+    relay = make_relay(world.runtime, handlers=domain_handlers(world.runtime))
+    while await relay.run_once():
+        pass

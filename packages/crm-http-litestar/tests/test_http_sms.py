@@ -8,55 +8,23 @@ worker step is the real outbox relay with the domain's handlers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
-import attrs
 import pytest
-from crm_domain.clock import FixedClock
 from crm_messaging.testing import (
     CLICKSEND_SEND_PATH,
     ProviderServer,
     Reply,
     clicksend_envelope,
     clicksend_message,
-    running_provider_server,
 )
 
-from crm_http_litestar import Settings
-from crm_http_litestar.testing import World, open_world
-from crm_http_litestar.worker import domain_handlers, make_relay
+from crm_http_litestar.testing import World
+
+from .conftest import CLINIC, PATIENT, drain_outbox
 
 pytestmark = pytest.mark.anyio
-
-CLINIC = "+61291500000"
-PATIENT = "+61412000111"
-
-
-@pytest.fixture
-def clicksend() -> Iterator[ProviderServer]:
-    with running_provider_server() as server:
-        yield server
-
-
-@pytest.fixture
-async def sms_world(
-    settings: Settings, clock: FixedClock, clicksend: ProviderServer
-) -> AsyncIterator[World]:
-    configured = attrs.evolve(
-        settings,
-        adapter_settings={
-            "CRM_SMS_PROVIDER": "clicksend",
-            "CRM_CLICKSEND_USERNAME": "clinic-user",
-            "CRM_CLICKSEND_API_KEY": "cs-key-0123456789",
-            "CRM_CLICKSEND_BASE_URL": f"{clicksend.url}/v3",
-            "CRM_SMS_MAX_RETRIES": "0",
-            "CRM_SMS_NUMBERS": f"sydney={CLINIC}",
-        },
-    )
-    async for world in open_world(configured, clock):
-        yield world
 
 
 async def _contact(world: World, *, sms_opt_in: bool = True, location: str = "sydney") -> str:
@@ -73,12 +41,6 @@ async def _send(world: World, contact_id: str, **extra: Any) -> Any:
     body = {"contact_id": contact_id, "body": "Your MRI is at 9:00", "kind": "transactional"}
     body.update(extra)
     return await world.client.post("/api/sms", headers=await world.headers("reception"), json=body)
-
-
-async def _run_worker(world: World) -> None:
-    relay = make_relay(world.runtime, handlers=domain_handlers(world.runtime))
-    while await relay.run_once():
-        pass
 
 
 async def _conversation(
@@ -117,7 +79,7 @@ async def test_post_queues_and_the_worker_sends_through_clicksend_once(
             ),
         ),
     )
-    await _run_worker(world)
+    await drain_outbox(world)
     [request] = clicksend.to(CLICKSEND_SEND_PATH)
     [wire] = request["json"]["messages"]
     assert (wire["to"], wire["from"], wire["body"], wire["custom_string"]) == (
@@ -133,7 +95,7 @@ async def test_post_queues_and_the_worker_sends_through_clicksend_once(
         "CS-1",
         None,
     )
-    await _run_worker(world)  # nothing left: not sent twice
+    await drain_outbox(world)  # nothing left: not sent twice
     assert len(clicksend.to(CLICKSEND_SEND_PATH)) == 1
     entries = [e for e in await world.audit("sydney") if e.resource_type == "sms"]
     assert {"CREATE", "UPDATE"} <= {e.action for e in entries}
@@ -150,13 +112,13 @@ async def test_provider_outage_is_retried_by_the_outbox_with_back_off(
         Reply(503, {"http_code": 503, "response_code": "INTERNAL_ERROR"}),
         Reply(200, clicksend_envelope(clicksend_message(PATIENT, message_id="CS-2"))),
     )
-    await _run_worker(world)
+    await drain_outbox(world)
     headers = await world.headers("reception")
     [waiting] = await _conversation(world, contact_id, headers)
     assert waiting["status"] == "queued"
     assert "Unavailable" in (waiting["error"] or "")
     world.clock.advance(timedelta(minutes=5))  # past the relay's back-off
-    await _run_worker(world)
+    await drain_outbox(world)
     [sent] = await _conversation(world, contact_id, headers)
     assert (sent["id"], sent["status"], sent["provider_message_id"], sent["error"]) == (
         queued["id"],
@@ -177,12 +139,12 @@ async def test_a_per_message_refusal_is_recorded_as_failed(
         CLICKSEND_SEND_PATH,
         Reply(200, clicksend_envelope(clicksend_message(PATIENT, status="INVALID_RECIPIENT"))),
     )
-    await _run_worker(world)
+    await drain_outbox(world)
     [failed] = await _conversation(world, contact_id)
     assert failed["status"] == "failed"
     assert "INVALID_RECIPIENT" in (failed["error"] or "")
     world.clock.advance(timedelta(hours=1))
-    await _run_worker(world)
+    await drain_outbox(world)
     assert len(clicksend.to(CLICKSEND_SEND_PATH)) == 1
 
 
@@ -206,7 +168,7 @@ async def test_refusals_store_nothing_and_send_nothing(
         json={"contact_id": elsewhere, "body": "hi", "kind": "transactional"},
     )
     assert doctor.status_code == 403
-    await _run_worker(world)
+    await drain_outbox(world)
     assert await _conversation(world, no_consent) == []
     assert clicksend.to(CLICKSEND_SEND_PATH) == []
 

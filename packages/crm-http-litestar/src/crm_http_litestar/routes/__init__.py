@@ -11,6 +11,7 @@ from crm_http_litestar.routes.contacts import contacts_router
 from crm_http_litestar.routes.health import health
 from crm_http_litestar.routes.sms import sms_router
 from crm_http_litestar.routes.tasks import tasks_router
+from crm_http_litestar.routes.webhooks import webhooks_router
 
 
 def all_routes() -> list[ControllerRouterHandler]:
@@ -23,6 +24,7 @@ def all_routes() -> list[ControllerRouterHandler]:
         tasks_router(),
         admin_router(),
         sms_router(),
+        webhooks_router(),
     ]
 
 
