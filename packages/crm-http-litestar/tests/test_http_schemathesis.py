@@ -83,6 +83,8 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         rate_limit_per_user=1_000_000,  # on, as in production, but never reached here
         rate_limit_per_address=1_000_000,
         access_cache_ttl=30,
+        # SMS configured (to the logging sender), so /api/sms answers as in production.
+        adapter_settings={"CRM_SMS_PROVIDER": "log", "CRM_SMS_NUMBERS": "sydney=+61291500000"},
     )
     token = asyncio.run(_seed_and_sign_in(served))
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -29,8 +29,10 @@ from crm_domain.services import (
     EventHandler,
     SmsService,
     TaskService,
+    WebhookService,
     sms_handlers,
     warmness_handlers,
+    webhook_handlers,
 )
 
 
@@ -45,6 +47,8 @@ class Services:
     sms: SmsService
     access: AccessService
     audit: AuditService
+    #: Bookings and leads pushed by Wix and ManyChat (accepted, then applied by the worker).
+    webhooks: WebhookService
     #: The RBAC check the services use; HTTP guards may ask it too.
     authorizer: Authorizer
     grants: GrantSource
@@ -62,9 +66,14 @@ class Services:
 
         Warmness rescored on touchpoint and booking events (needs ``ai``;
         without a provider the handlers change nothing), and queued SMS sent
-        through ``sms_sender`` (``SmsQueued``).
+        through ``sms_sender`` (``SmsQueued``), and accepted booking webhooks
+        applied (``ExternalBookingReceived``).
         """
-        return {**warmness_handlers(self.contacts), **sms_handlers(self.sms)}
+        return {
+            **warmness_handlers(self.contacts),
+            **sms_handlers(self.sms),
+            **webhook_handlers(self.webhooks),
+        }
 
 
 def bootstrap(
@@ -102,9 +111,11 @@ def bootstrap(
     grants = GrantSource(gateway, clock, ttl=access_cache_ttl)
     authorizer = Authorizer(grants)
     ports = (gateway, authorizer, recorder, clock, ids)
+    bookings = BookingService(*ports, prevent_overlaps=prevent_booking_overlaps)
     return Services(
         contacts=ContactService(*ports, ai=ai),
-        bookings=BookingService(*ports, prevent_overlaps=prevent_booking_overlaps),
+        bookings=bookings,
+        webhooks=WebhookService(*ports, bookings=bookings),
         tasks=TaskService(*ports, ai=ai),
         sms=SmsService(*ports, ai=ai, sender=sms_sender),
         access=AccessService(*ports, cache_ttl=access_cache_ttl),

@@ -37,9 +37,16 @@ from crm_domain.services.handlers import (
     RescoreWarmness,
     sms_handlers,
     warmness_handlers,
+    webhook_handlers,
 )
 from crm_domain.services.sms import CANCELLED_BY_SMS, OPT_OUT_CONFIRMATION, SmsService
 from crm_domain.services.tasks import TaskService
+from crm_domain.services.webhooks import (
+    ExternalBookingEvent,
+    LeadMessage,
+    PersonDetails,
+    WebhookService,
+)
 
 __all__ = [
     "CANCELLED_BY_SMS",
@@ -66,8 +73,11 @@ __all__ = [
     "DeliverSms",
     "EventHandler",
     "EventName",
+    "ExternalBookingEvent",
+    "LeadMessage",
     "Member",
     "NoAccess",
+    "PersonDetails",
     "RescheduleBooking",
     "RescoreWarmness",
     "ServiceBase",
@@ -78,7 +88,9 @@ __all__ = [
     "UpdateLocation",
     "UpdateTask",
     "UpsertExternalBooking",
+    "WebhookService",
     "lead_profile",
     "sms_handlers",
     "warmness_handlers",
+    "webhook_handlers",
 ]

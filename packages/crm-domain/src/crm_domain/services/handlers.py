@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from crm_domain.context import Context
 from crm_domain.entities import OutboxMessage
-from crm_domain.errors import NotFound
+from crm_domain.errors import Conflict, NotFound
 from crm_domain.services.contacts import ContactService
 from crm_domain.services.events import EventName
 from crm_domain.services.sms import SmsService
+from crm_domain.services.webhooks import EXTERNAL_BOOKING_RECEIVED, WebhookService
 
 #: A consumer of one event kind (same shape as the HTTP package's worker expects).
 EventHandler = Callable[[OutboxMessage], Awaitable[None]]
@@ -93,11 +94,41 @@ def sms_handlers(sms: SmsService) -> Mapping[str, tuple[EventHandler, ...]]:
     return {EventName.SMS_QUEUED.value: (DeliverSms(sms),)}
 
 
+class ApplyExternalBooking:
+    """Creates or moves the booking an accepted webhook described (``ExternalBookingReceived``).
+
+    A booking change the life cycle refuses (e.g. confirming a cancelled
+    booking) is a ``Conflict``: audited as failed by the use case and not
+    retried — retrying cannot make it legal.
+    """
+
+    def __init__(self, webhooks: WebhookService) -> None:
+        self._webhooks = webhooks
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Apply the event once (the upsert is idempotent and ordered by event time)."""
+        event = message.event
+        if event.tenant_id is None:
+            return
+        ctx = Context.system(event.tenant_id, request_id=event.id)
+        try:
+            await self._webhooks.apply_booking(ctx, dict(event.payload))
+        except (Conflict, NotFound):
+            return
+
+
+def webhook_handlers(webhooks: WebhookService) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → handlers that apply accepted webhooks."""
+    return {EXTERNAL_BOOKING_RECEIVED: (ApplyExternalBooking(webhooks),)}
+
+
 __all__ = [
     "WARMNESS_EVENTS",
+    "ApplyExternalBooking",
     "DeliverSms",
     "EventHandler",
     "RescoreWarmness",
     "sms_handlers",
     "warmness_handlers",
+    "webhook_handlers",
 ]

@@ -215,7 +215,7 @@ class SmsService:
         body: str,
         *,
         kind: SmsKind | str,
-        from_number: str,
+        from_number: str | None,
     ) -> SmsMessage:
         """Queue ``body`` for a contact of the location; the worker sends it (``deliver``).
 
@@ -224,7 +224,9 @@ class SmsService:
         never lost, and the worker sends it once.  ``Conflict`` when the
         :func:`~crm_domain.policies.messaging.sms_refusal` rules say no (no phone,
         no consent or opted out, marketing outside 08:00–21:00 local time);
-        ``Unavailable`` without an SMS sender (nothing is stored then).
+        ``Unavailable`` without an SMS sender or a clinic number (``from_number``
+        ``None``: none configured for the location), after those checks;
+        nothing is stored then.
         """
         base = self._base
         async with base.use_case(
@@ -236,7 +238,9 @@ class SmsService:
             write=True,
         ) as call:
             kind = coerce_enum(SmsKind, kind, "kind")
-            clinic_phone = parse_phone(from_number, field="from_number")
+            clinic_phone = (
+                None if from_number is None else parse_phone(from_number, field="from_number")
+            )
             if not body.strip():
                 raise ValidationError("body", "must not be empty")
             contact = await call.uow.contacts.get(contact_id)
@@ -248,6 +252,8 @@ class SmsService:
                 raise Conflict(refusal)
             if self._sender is None:
                 raise Unavailable("no SMS sender is configured (CRM_SMS_PROVIDER)")
+            if clinic_phone is None:
+                raise Unavailable("no SMS number is configured for this location")
             assert contact.phone is not None  # sms_refusal refuses a contact without one
             message = await self._queue(call, contact, contact.phone, clinic_phone, body, kind)
             call.detail = f"queued {kind.value}"

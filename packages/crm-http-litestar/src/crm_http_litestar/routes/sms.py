@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import msgspec
 from crm_domain.context import Context
 from crm_domain.entities import SmsDirection, SmsKind, SmsStatus
-from crm_domain.errors import Unavailable
 from crm_domain.queries import DEFAULT_LIMIT, SmsQuery
 from litestar import Request, Response, Router, get, post
 from litestar.params import FromQuery, JSONBody
@@ -72,13 +71,10 @@ _SEND_NOTE = (
 )
 
 
-async def _clinic_number(crm: Crm, ctx: Context) -> str:
+async def _clinic_number(crm: Crm, ctx: Context) -> str | None:
+    """The location's number (``CRM_SMS_NUMBERS``); ``None`` is refused after validation."""
     location = await crm.services.access.find_location(ctx.tenant_id)
-    number = crm.runtime.messaging.sms_numbers.get(location.code)
-    if number is None:
-        crm.pipeline.keep_audit("no SMS number configured for the location")
-        raise Unavailable(f"no SMS number is configured for location {location.code!r}")
-    return number
+    return crm.runtime.messaging.sms_numbers.get(location.code)
 
 
 @post(
