@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import attrs
+import jwt
 import pytest
 from crm_domain.clock import FixedClock
 from crm_messaging.testing import ProviderServer, running_provider_server
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from crm_http_litestar import Settings
 from crm_http_litestar.testing import SECRET, World, open_world
@@ -58,6 +63,8 @@ CLINIC = "+61291500000"
 PATIENT = "+61412000111"
 #: Sydney's inbound-SMS webhook key in :func:`sms_world`.
 SMS_KEY = "sydney-sms-webhook-key-0123456789"
+#: The Wix site (app instance id) mapped to sydney in :func:`sms_world`.
+WIX_SITE = "5a1c2d3e-wix-site-sydney"
 
 
 @pytest.fixture
@@ -67,11 +74,109 @@ def clicksend() -> Iterator[ProviderServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def wix_key() -> WixKey:
+    """An RSA key pair standing in for a Wix app's (generated here, never downloaded)."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return WixKey(
+        private_pem=private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        public_pem=private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+    )
+
+
+@attrs.frozen
+class WixKey:
+    """PEM texts of a test Wix app key."""
+
+    private_pem: str
+    public_pem: str
+
+
+def wix_booking(
+    booking_id: str = "wix-b-1",
+    *,
+    starts: datetime,
+    minutes: int = 45,
+    status: str = "CREATED",
+    email: str | None = "zoe.wix@example.com",
+    phone: str | None = "+61412000222",
+) -> dict[str, Any]:
+    """A Wix Bookings V2 booking object (the fields the CRM reads, and some it ignores)."""
+    ends = starts + timedelta(minutes=minutes)
+    return {
+        "id": booking_id,
+        "status": status,
+        "paymentStatus": "NOT_PAID",
+        "startDate": starts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "endDate": ends.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "bookedEntity": {
+            "title": "MRI knee",
+            "slot": {"serviceId": "svc-1", "timezone": "Australia/Sydney"},
+        },
+        "contactDetails": {
+            "contactId": "wix-contact-1",
+            "firstName": "Zoe",
+            "lastName": "Wix",
+            "email": email,
+            "phone": phone,
+        },
+        "revision": "1",
+    }
+
+
+def wix_body(
+    key: WixKey,
+    kind: str,
+    booking: dict[str, Any],
+    *,
+    event_id: str,
+    event_time: datetime,
+    instance_id: str = WIX_SITE,
+    as_strings: bool = True,
+    issued: datetime | None = None,
+) -> bytes:
+    """A Wix webhook body: the JWT Wix would sign, with ``data`` as JSON strings or objects."""
+    wrapper: dict[str, Any]
+    if kind == "created":
+        wrapper = {"createdEvent": {"entity": booking}}
+    elif kind == "updated":
+        wrapper = {"updatedEvent": {"currentEntity": booking}}
+    else:
+        wrapper = {"actionEvent": {"body": {"booking": booking}}}
+    inner = {
+        "id": event_id,
+        "entityFqdn": "wix.bookings.v2.booking",
+        "slug": kind,
+        "entityId": booking["id"],
+        "eventTime": event_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        **wrapper,
+    }
+    envelope = {
+        "eventType": f"wix.bookings.v2.booking_{kind}",
+        "instanceId": instance_id,
+        "data": json.dumps(inner) if as_strings else inner,
+        "identity": json.dumps({"identityType": "ANONYMOUS_VISITOR"}),
+    }
+    now = issued or datetime.now(UTC)
+    claims = {
+        "data": json.dumps(envelope) if as_strings else envelope,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(hours=1)).timestamp()),
+    }
+    return jwt.encode(claims, key.private_pem, algorithm="RS256").encode()
+
+
 @pytest.fixture
 async def sms_world(
-    settings: Settings, clock: FixedClock, clicksend: ProviderServer
+    settings: Settings, clock: FixedClock, clicksend: ProviderServer, wix_key: WixKey
 ) -> AsyncIterator[World]:
-    """The demo world sending SMS through ClickSend at :func:`clicksend`, with SMS webhooks."""
+    """The demo world sending SMS through ClickSend at :func:`clicksend`, with the webhooks."""
     configured = attrs.evolve(
         settings,
         adapter_settings={
@@ -82,6 +187,8 @@ async def sms_world(
             "CRM_SMS_MAX_RETRIES": "0",
             "CRM_SMS_NUMBERS": f"sydney={CLINIC}",
             "CRM_SMS_WEBHOOK_KEYS": f"sydney={SMS_KEY}",
+            "CRM_WIX_PUBLIC_KEY": wix_key.public_pem,
+            "CRM_WIX_SITES": f"{WIX_SITE}=sydney",
         },
     )
     async for world in open_world(configured, clock):

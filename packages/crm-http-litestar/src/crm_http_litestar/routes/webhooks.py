@@ -13,6 +13,11 @@ audit of last resort (``audit_action`` in ``opt``).
   ClickSend does not sign, so the ``key`` in the URL names the location
   (``CRM_SMS_WEBHOOK_KEYS``, compared in constant time) and
   ``CRM_SMS_WEBHOOK_ALLOWED_IPS`` may restrict who calls.
+* ``/webhooks/wix``: Wix Bookings; the body is a JWT signed RS256 by Wix
+  (:mod:`crm_http_litestar.wix`), the site maps to a location through
+  ``CRM_WIX_SITES``.  The receipt, the contact and an outbox event are stored
+  in one unit of work and the answer is a 200 at once; the worker applies the
+  booking.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 from crm_domain.context import Context
-from crm_domain.errors import IpNotAllowed, ValidationError
+from crm_domain.errors import IpNotAllowed, Unavailable, ValidationError
 from crm_domain.values import parse_phone
 from litestar import Request, Router, post
 from litestar.params import FromQuery
@@ -34,6 +39,8 @@ from crm_http_litestar.messaging import MAX_WEBHOOK_BYTES, MessagingSettings
 from crm_http_litestar.pipeline import RequestState
 from crm_http_litestar.problems import Unauthenticated
 from crm_http_litestar.routes._deps import Crm, CrmDep
+from crm_http_litestar.routes._docs import PublicOperation, responses
+from crm_http_litestar.wix import read_event, verify
 
 #: Inbound fields of ClickSend's URL action (form or JSON), as documented.
 _CLICKSEND_INBOUND = ("from", "to", "body", "message_id")
@@ -113,6 +120,12 @@ async def _location_for_key(crm: Crm, keys: Mapping[str, str], key: str | None) 
     if code is None:
         state.detail = "webhook key missing or wrong"
         raise Unauthenticated("the webhook key in the URL is missing or wrong")
+    return await _system_context(crm, code)
+
+
+async def _system_context(crm: Crm, code: str) -> Context:
+    """The location's system user, acting for the sender; the refusals audit there too."""
+    state = crm.pipeline
     location = await crm.services.access.find_location(code)
     state.tenant_id = location.id
     return Context.system(
@@ -142,7 +155,8 @@ def _check_sms_caller(messaging: MessagingSettings, state: RequestState) -> None
     ),
     status_code=200,
     request_max_body_size=MAX_WEBHOOK_BYTES,
-    security=[],
+    operation_class=PublicOperation,
+    responses=responses(401, 403, 413, 422, 429, 503),
 )
 async def clicksend_webhook(
     crm: CrmDep, request: Request[Any, Any, Any], key: FromQuery[str | None] = None
@@ -174,9 +188,55 @@ async def clicksend_webhook(
     return WebhookAnswer(status="received", id=message.id)
 
 
+@post(
+    "/wix",
+    opt=webhook_opt("wix: RS256 JWT body verified with CRM_WIX_PUBLIC_KEY", "booking"),
+    summary="Wix Bookings webhook",
+    description=(
+        "The body is the JWT Wix signs (RS256) with the app's key, `CRM_WIX_PUBLIC_KEY`:"
+        " booking created, confirmed, canceled, rescheduled, declined or updated. The site"
+        " (`instanceId`) maps to a location through `CRM_WIX_SITES` (unknown: 422, nothing"
+        " stored). Answers 200 once the event is stored (the worker applies it); a"
+        " redelivery is a 200 no-op, and an older event never overwrites a newer state."
+        " Not signed or wrongly signed: 401; not a JWT, stale or missing fields: 422."
+    ),
+    status_code=200,
+    request_max_body_size=MAX_WEBHOOK_BYTES,
+    operation_class=PublicOperation,
+    responses=responses(401, 403, 413, 422, 429, 503),
+)
+async def wix_webhook(crm: CrmDep, request: Request[Any, Any, Any]) -> WebhookAnswer:
+    """Verify one Wix webhook and queue its booking event."""
+    state = crm.pipeline
+    messaging = crm.runtime.messaging
+    if messaging.wix_public_key is None:
+        state.detail = "CRM_WIX_PUBLIC_KEY not set"
+        raise Unavailable("Wix webhooks are not configured (CRM_WIX_PUBLIC_KEY)")
+    try:
+        claims = verify(await request.body(), messaging.wix_public_key, crm.runtime.clock.now())
+        event = read_event(claims)
+    except (Unauthenticated, ValidationError) as exc:
+        state.detail = f"refused: {exc}"[:200]
+        raise
+    code = messaging.wix_sites.get(event.instance_id)
+    if code is None:
+        state.detail = "unknown Wix site"
+        raise ValidationError(
+            "instanceId", "this Wix site is not mapped to a location (CRM_WIX_SITES)"
+        )
+    ctx = await _system_context(crm, code)
+    if event.booking is None:
+        state.keep_audit(f"ignored event type {event.event_type}"[:200])
+        return WebhookAnswer(status="ignored")
+    accepted = await state.use_case(crm.services.webhooks.accept_booking(ctx, event.booking))
+    return WebhookAnswer(status="accepted" if accepted else "duplicate")
+
+
 def webhooks_router() -> Router:
     """Routes under ``/webhooks``."""
-    return Router(path="/webhooks", route_handlers=[clicksend_webhook], tags=["webhooks"])
+    return Router(
+        path="/webhooks", route_handlers=[clicksend_webhook, wix_webhook], tags=["webhooks"]
+    )
 
 
 __all__ = [
