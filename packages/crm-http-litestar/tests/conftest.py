@@ -63,6 +63,8 @@ CLINIC = "+61291500000"
 PATIENT = "+61412000111"
 #: Sydney's inbound-SMS webhook key in :func:`sms_world`.
 SMS_KEY = "sydney-sms-webhook-key-0123456789"
+#: Sydney's ManyChat shared secret in :func:`sms_world`.
+MANYCHAT_KEY = "sydney-manychat-key-0123456789"
 #: The Wix site (app instance id) mapped to sydney in :func:`sms_world`.
 WIX_SITE = "5a1c2d3e-wix-site-sydney"
 
@@ -189,6 +191,7 @@ async def sms_world(
             "CRM_SMS_WEBHOOK_KEYS": f"sydney={SMS_KEY}",
             "CRM_WIX_PUBLIC_KEY": wix_key.public_pem,
             "CRM_WIX_SITES": f"{WIX_SITE}=sydney",
+            "CRM_MANYCHAT_KEYS": f"sydney={MANYCHAT_KEY}",
         },
     )
     async for world in open_world(configured, clock):

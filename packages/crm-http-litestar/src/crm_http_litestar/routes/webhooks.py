@@ -18,6 +18,10 @@ audit of last resort (``audit_action`` in ``opt``).
   ``CRM_WIX_SITES``.  The receipt, the contact and an outbox event are stored
   in one unit of work and the answer is a 200 at once; the worker applies the
   booking.
+* ``/webhooks/manychat``: ManyChat's External Request (``Full Contact Data``
+  body) with the shared secret in ``X-CRM-Key`` (``CRM_MANYCHAT_KEYS``, compared
+  in constant time): the lead's contact is created or completed and a chat
+  touchpoint added; the answer is a Dynamic Block (``version: v2``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from urllib.parse import parse_qs
 import msgspec
 from crm_domain.context import Context
 from crm_domain.errors import IpNotAllowed, Unavailable, ValidationError
+from crm_domain.services import LeadMessage, PersonDetails
 from crm_domain.values import parse_phone
 from litestar import Request, Router, post
 from litestar.params import FromQuery
@@ -232,14 +237,97 @@ async def wix_webhook(crm: CrmDep, request: Request[Any, Any, Any]) -> WebhookAn
     return WebhookAnswer(status="accepted" if accepted else "duplicate")
 
 
+class DynamicBlockMessage(msgspec.Struct):
+    """One message of a ManyChat Dynamic Block."""
+
+    type: str
+    text: str
+
+
+class DynamicBlockContent(msgspec.Struct):
+    """The ``content`` of a ManyChat Dynamic Block."""
+
+    messages: list[DynamicBlockMessage]
+    actions: list[dict[str, Any]]
+    quick_replies: list[dict[str, Any]]
+
+
+class DynamicBlock(msgspec.Struct):
+    """ManyChat's Dynamic Block response, version 2 (what an External Request may answer)."""
+
+    version: str
+    content: DynamicBlockContent
+
+
+#: What the lead reads in the chat once the CRM has them (no PHI, no promise of a time).
+MANYCHAT_REPLY = "Thanks {name}! The clinic has your details and will be in touch soon."
+
+
+@post(
+    "/manychat",
+    opt=webhook_opt("manychat: shared secret in X-CRM-Key, compared in constant time", "contact"),
+    summary="ManyChat External Request (a lead from a chat)",
+    description=(
+        "ManyChat's External Request with the `Full Contact Data` body (`id`, `first_name`,"
+        " `last_name`, `email`, `phone` or `whatsapp_phone`, `last_input_text`,"
+        " `last_interaction`) and the header `X-CRM-Key` set to the location's"
+        " `CRM_MANYCHAT_KEYS` secret (401 otherwise). The contact is created or completed"
+        " (matched by email, then phone) with a chat touchpoint; a repeated"
+        " (`id`, `last_interaction`) changes nothing. Answers a Dynamic Block (v2)."
+    ),
+    status_code=200,
+    request_max_body_size=MAX_WEBHOOK_BYTES,
+    operation_class=PublicOperation,
+    responses=responses(401, 413, 422, 429, 503),
+)
+async def manychat_webhook(crm: CrmDep, request: Request[Any, Any, Any]) -> DynamicBlock:
+    """Take in one ManyChat lead and answer in the chat."""
+    state = crm.pipeline
+    messaging = crm.runtime.messaging
+    code = find_key_owner(messaging.manychat_keys, request.headers.get("x-crm-key"))
+    if code is None:
+        state.detail = "ManyChat key missing or wrong"
+        raise Unauthenticated("the X-CRM-Key header is missing or wrong")
+    ctx = await _system_context(crm, code)
+    fields = await form_or_json(request, state)
+    subscriber = _text(fields, "id", state)
+    interaction = fields.get("last_interaction")
+    phone = fields.get("phone") or fields.get("whatsapp_phone") or None
+    person = PersonDetails(
+        first_name=str(fields.get("first_name") or ""),
+        last_name=str(fields.get("last_name") or ""),
+        email=fields.get("email") or None,
+        phone=None if phone is None else provider_phone(str(phone), "phone"),
+    )
+    text = fields.get("last_input_text")
+    lead = LeadMessage(
+        source="manychat",
+        event_id=None if not interaction else f"{subscriber}:{interaction}"[:255],
+        person=person,
+        text=text if isinstance(text, str) else None,
+    )
+    contact, _new = await state.use_case(crm.services.webhooks.accept_lead(ctx, lead))
+    reply = MANYCHAT_REPLY.format(name=contact.first_name)
+    return DynamicBlock(
+        version="v2",
+        content=DynamicBlockContent(
+            messages=[DynamicBlockMessage(type="text", text=reply)], actions=[], quick_replies=[]
+        ),
+    )
+
+
 def webhooks_router() -> Router:
     """Routes under ``/webhooks``."""
     return Router(
-        path="/webhooks", route_handlers=[clicksend_webhook, wix_webhook], tags=["webhooks"]
+        path="/webhooks",
+        route_handlers=[clicksend_webhook, wix_webhook, manychat_webhook],
+        tags=["webhooks"],
     )
 
 
 __all__ = [
+    "MANYCHAT_REPLY",
+    "DynamicBlock",
     "WebhookAnswer",
     "find_key_owner",
     "form_or_json",
