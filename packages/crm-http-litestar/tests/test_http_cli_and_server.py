@@ -268,7 +268,7 @@ def served(
                     break
                 continue
             output.append(line)
-            if "curl " in line:
+            if "curl " in line and not curl:  # the token's line (a reply's curl follows)
                 curl = line.strip()
         assert curl, "".join(output)
         yield f"http://127.0.0.1:{port}", curl, process, lines, request.param == "--access-log"
