@@ -12,7 +12,6 @@ import queue
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,19 +29,11 @@ from crm_messaging.testing import (
     running_provider_server,
 )
 
-from crm_http_litestar.testing import CRM, cli_env
+from crm_http_litestar.testing import cli_env, free_port, start_crm
 
 from .conftest import WIX_SITE, WixKey, wix_body, wix_booking
 
 PATIENT = "+61412000333"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -59,7 +50,7 @@ def served_demo(
     tmp_path: Path, wix_key: WixKey, clicksend_server: ProviderServer
 ) -> Iterator[list[str]]:
     """``crm serve --demo`` with Wix and ClickSend configured; yields its printed lines."""
-    port = _free_port()
+    port = free_port()
     env = cli_env(
         tmp_path / "crm.db",
         CRM_WIX_PUBLIC_KEY=wix_key.public_pem.replace("\n", "\\n"),
@@ -69,22 +60,9 @@ def served_demo(
         CRM_CLICKSEND_API_KEY="cs-key-0123456789",
         CRM_CLICKSEND_BASE_URL=f"{clicksend_server.url}/v3",
     )
-    process = subprocess.Popen(
-        [*CRM, "serve", "--demo", "--port", str(port), "--no-access-log"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process, lines = start_crm(
+        tmp_path, env, "serve", "--demo", "--port", str(port), "--no-access-log"
     )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
     output: list[str] = []
     deadline = time.monotonic() + 90
     try:

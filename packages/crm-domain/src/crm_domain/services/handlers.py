@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from crm_domain.context import Context
-from crm_domain.entities import OutboxMessage
+from crm_domain.entities import DomainEvent, OutboxMessage
 from crm_domain.errors import Conflict, NotFound
 from crm_domain.services.contacts import ContactService
 from crm_domain.services.events import EventName
@@ -62,6 +62,16 @@ def warmness_handlers(contacts: ContactService) -> Mapping[str, tuple[EventHandl
     return {name.value: (handler,) for name in WARMNESS_EVENTS}
 
 
+def _system_for(event: DomainEvent) -> Context | None:
+    """The location's system user, acting on the event's request (``None``: no location)."""
+    if event.tenant_id is None:
+        return None
+    request_id = event.payload.get("request_id")
+    return Context.system(
+        event.tenant_id, request_id=request_id if isinstance(request_id, str) else None
+    )
+
+
 class DeliverSms:
     """Sends the message an ``SmsQueued`` event names (once: see :meth:`SmsService.deliver`).
 
@@ -75,12 +85,9 @@ class DeliverSms:
     async def __call__(self, message: OutboxMessage) -> None:
         """Deliver the queued SMS of this event."""
         event = message.event
-        if event.tenant_id is None:
+        ctx = _system_for(event)
+        if ctx is None:
             return
-        request_id = event.payload.get("request_id")
-        ctx = Context.system(
-            event.tenant_id, request_id=request_id if isinstance(request_id, str) else None
-        )
         try:
             await self._sms.deliver(
                 ctx, event.aggregate_id, consent_exempt=event.payload.get("consent_exempt") is True
@@ -108,9 +115,9 @@ class ApplyExternalBooking:
     async def __call__(self, message: OutboxMessage) -> None:
         """Apply the event once (the upsert is idempotent and ordered by event time)."""
         event = message.event
-        if event.tenant_id is None:
+        ctx = _system_for(event)
+        if ctx is None:
             return
-        ctx = Context.system(event.tenant_id, request_id=event.id)
         try:
             await self._webhooks.apply_booking(ctx, dict(event.payload))
         except (Conflict, NotFound):

@@ -42,6 +42,7 @@ from crm_domain.ports.messaging import OutgoingSms, SmsSender
 from crm_domain.queries import MAX_LIMIT, BookingQuery, ContactQuery, SmsQuery
 from crm_domain.services._ai import load_lead_profile, suggest_priority
 from crm_domain.services._base import Call, ServiceBase
+from crm_domain.services._touchpoints import add_touchpoint
 from crm_domain.services.bookings import _facts as _booking_facts
 from crm_domain.services.contacts import _facts as _contact_facts
 from crm_domain.services.events import EventName
@@ -655,18 +656,7 @@ class SmsService:
             metadata={**metadata, **(extra or {})},
             created_at=now,
         )
-        await call.uow.touchpoints.add(touchpoint)
-        await call.emit(
-            EventName.TOUCHPOINT_ADDED,
-            "contact",
-            contact.id,
-            {
-                "contact_id": contact.id,
-                "touchpoint_id": touchpoint.id,
-                "kind": touchpoint.kind.value,
-                "channel": touchpoint.channel.value,
-            },
-        )
+        await add_touchpoint(call, touchpoint)
 
 
 def _needs_reception(understood: SmsIntentResult, booking: Booking | None) -> bool:

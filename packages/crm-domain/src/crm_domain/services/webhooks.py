@@ -44,6 +44,7 @@ from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
 from crm_domain.queries import ContactQuery
 from crm_domain.services._base import Call, ServiceBase
+from crm_domain.services._touchpoints import add_touchpoint
 from crm_domain.services.bookings import BookingService
 from crm_domain.services.commands import UpsertExternalBooking
 from crm_domain.services.contacts import _facts as _contact_facts
@@ -123,13 +124,7 @@ class WebhookService:
             write=True,
         ) as call:
             now = base.clock.now()
-            receipt = WebhookReceipt(
-                source=event.source[:50],
-                event_id=event.event_id,
-                tenant_id=ctx.tenant_id,
-                received_at=now,
-            )
-            if not await call.uow.webhook_receipts.record(receipt):
+            if not await _first_delivery(call, event.source, event.event_id, ctx.tenant_id, now):
                 call.detail = "duplicate delivery"
                 return False
             contact = await self._contact_for(
@@ -184,20 +179,16 @@ class WebhookService:
             write=True,
         ) as call:
             now = base.clock.now()
-            if lead.event_id is not None:
-                receipt = WebhookReceipt(
-                    source=lead.source[:50],
-                    event_id=lead.event_id,
-                    tenant_id=ctx.tenant_id,
-                    received_at=now,
-                )
-                if not await call.uow.webhook_receipts.record(receipt):
-                    contact = await self._existing(call, lead.person)
-                    if contact is None:
-                        raise ValidationError("id", "repeated event for an unknown contact")
-                    call.resource_id = contact.id
-                    call.detail = "duplicate delivery"
-                    return contact, False
+            repeated = lead.event_id is not None and not await _first_delivery(
+                call, lead.source, lead.event_id, ctx.tenant_id, now
+            )
+            if repeated:
+                contact = await self._existing(call, lead.person)
+                if contact is None:
+                    raise ValidationError("id", "repeated event for an unknown contact")
+                call.resource_id = contact.id
+                call.detail = "duplicate delivery"
+                return contact, False
             contact = await self._contact_for(call, ctx.tenant_id, lead.person, lead.contact_source)
             call.resource_id = contact.id
             touchpoint = Touchpoint(
@@ -210,18 +201,7 @@ class WebhookService:
                 metadata={"source": lead.source, "has_text": bool(lead.text)},
                 created_at=now,
             )
-            await call.uow.touchpoints.add(touchpoint)
-            await call.emit(
-                EventName.TOUCHPOINT_ADDED,
-                "contact",
-                contact.id,
-                {
-                    "contact_id": contact.id,
-                    "touchpoint_id": touchpoint.id,
-                    "kind": touchpoint.kind.value,
-                    "channel": touchpoint.channel.value,
-                },
-            )
+            await add_touchpoint(call, touchpoint)
             call.detail = f"{lead.source} lead, touchpoint {touchpoint.id}"
             return contact, True
 
@@ -284,6 +264,19 @@ class WebhookService:
         await call.uow.contacts.add(contact)
         await call.emit(EventName.CONTACT_CREATED, "contact", contact.id, _contact_facts(contact))
         return contact
+
+
+async def _first_delivery(
+    call: Call, source: str, event_id: str, tenant_id: str, now: datetime
+) -> bool:
+    """Record the receipt of ``(source, event_id)``; ``False`` when it was recorded before.
+
+    The store's unique key decides, so of two concurrent deliveries one wins.
+    """
+    receipt = WebhookReceipt(
+        source=source[:50], event_id=event_id, tenant_id=tenant_id, received_at=now
+    )
+    return await call.uow.webhook_receipts.record(receipt)
 
 
 __all__ = [
