@@ -282,3 +282,70 @@ def test_a_webhook_route_without_its_own_check_does_not_start() -> None:
     settings = Settings(database_url="memory://", secret_key=SECRET, run_worker=False)
     with pytest.raises(RouteWithoutPermission, match="/webhooks/unchecked"):
         create_app(CrmConfig(settings=settings, extra_routes=[unchecked]))
+
+
+async def test_messagemedia_reply_cancels_and_reports_are_read(sms_world: World) -> None:
+    world = sms_world
+    contact_id, booking_id = await _patient_with_booking(world)
+    url = "/webhooks/sms/messagemedia"
+    reply = {
+        "callback_url": f"https://crm.example{url}?key=…",
+        "content": "Cancel please",
+        "date_received": "2026-12-05T09:00:00.000Z",
+        "destination_number": CLINIC,
+        "message_id": "877c19ef-fa2e-4cec-827a-e1df9b5509f7",
+        "metadata": {"reference": "01ABC"},
+        "reply_id": "a175e797-2b54-468b-9850-41a3eab32f74",
+        "source_number": PATIENT,
+        "vendor_account_id": {"vendor_id": "MessageMedia", "account_id": "MyAccount"},
+    }
+    first = await world.client.post(url, params={"key": SMS_KEY}, json=reply)
+    again = await world.client.post(url, params={"key": SMS_KEY}, json=reply)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json()["id"] == again.json()["id"]
+    assert await _booking_status(world, booking_id) == "cancelled"
+    [stored] = await _messages(world, contact_id=contact_id, direction="inbound")
+    assert (stored["provider"], stored["provider_message_id"]) == (
+        "messagemedia",
+        reply["reply_id"],
+    )
+    report = {
+        "delivery_report_id": "01e1fa0a-6e27-4945-9cdb-18644b4de043",
+        "message_id": "no-such-message",
+        "status": "delivered",
+        "source_number": PATIENT,
+        "date_received": "2026-12-05T09:01:00.000Z",
+        "submitted_date": "2026-12-05T09:00:58.000Z",
+    }
+    unknown = await world.client.post(url, params={"key": SMS_KEY}, json=report)
+    assert unknown.json()["status"] == "receipt ignored"
+    enroute = await world.client.post(
+        url, params={"key": SMS_KEY}, json={**report, "status": "enroute"}
+    )
+    assert enroute.json()["status"] == "receipt ignored"
+    assert (await world.client.post(url, json=reply)).status_code == 401
+
+
+async def test_clicksend_undelivered_fails_and_intermediate_receipts_change_nothing(
+    sms_world: World, clicksend: ProviderServer
+) -> None:
+    world = sms_world
+    contact_id, _ = await _patient_with_booking(world)
+    await world.client.post(
+        "/api/sms",
+        headers=await world.headers("reception"),
+        json={"contact_id": contact_id, "body": "See you", "kind": "transactional"},
+    )
+    clicksend.queue(
+        CLICKSEND_SEND_PATH,
+        Reply(200, clicksend_envelope(clicksend_message(PATIENT, message_id="CS-UND"))),
+    )
+    await drain_outbox(world)
+    receipt = {"message_id": "CS-UND", "status": "Queued", "status_text": "queued"}
+    assert (await post_reply(world, receipt)).json()["status"] == "receipt ignored"
+    [message] = await _messages(world, contact_id=contact_id, direction="outbound")
+    assert message["status"] == "sent"
+    failed = {**receipt, "status": "Undelivered", "status_text": "Failed: handset off"}
+    assert (await post_reply(world, failed)).json()["status"] == "receipt recorded"
+    [message] = await _messages(world, contact_id=contact_id, direction="outbound")
+    assert (message["status"], message["error"]) == ("failed", "Failed: handset off")

@@ -13,6 +13,8 @@ audit of last resort (``audit_action`` in ``opt``).
   ClickSend does not sign, so the ``key`` in the URL names the location
   (``CRM_SMS_WEBHOOK_KEYS``, compared in constant time) and
   ``CRM_SMS_WEBHOOK_ALLOWED_IPS`` may restrict who calls.
+  ``/webhooks/sms/messagemedia?key=…`` takes MessageMedia's replies and
+  delivery reports the same way.
 * ``/webhooks/wix``: Wix Bookings; the body is a JWT signed RS256 by Wix
   (:mod:`crm_http_litestar.wix`), the site maps to a location through
   ``CRM_WIX_SITES``.  The receipt, the contact and an outbox event are stored
@@ -172,25 +174,89 @@ async def clicksend_webhook(
     _check_sms_caller(messaging, state)
     ctx = await _location_for_key(crm, messaging.sms_webhook_keys, key)
     fields = await form_or_json(request, state)
-    sms = crm.services.sms
     if "body" not in fields and ("status" in fields or "status_code" in fields):
         message_id = _text(fields, "message_id", state)
-        status = str(fields.get("status") or "").strip().lower()
-        delivered = status == "delivered"
-        error = None if delivered else str(fields.get("status_text") or status or "not delivered")
-        stored = await state.use_case(
-            sms.record_delivery_report(
-                ctx, "clicksend", message_id, delivered=delivered, error=error
-            )
+        status = str(fields.get("status") or "")
+        detail = fields.get("status_text")
+        return await _delivery_report(
+            crm, ctx, "clicksend", message_id, status, None if detail is None else str(detail)
         )
-        return WebhookAnswer(status="receipt recorded" if stored else "receipt ignored")
     sender, clinic, body, message_id = (_text(fields, name, state) for name in _CLICKSEND_INBOUND)
+    return await _reply(crm, ctx, "clicksend", sender, clinic, body, message_id)
+
+
+#: Final failure statuses of delivery receipts (ClickSend's and MessageMedia's, lower case);
+#: intermediate ones (``enroute``, ``submitted``, ``queued`` …) change nothing.
+_UNDELIVERED = frozenset({"undelivered", "failed", "expired", "rejected", "cancelled", "canceled"})
+
+
+async def _delivery_report(
+    crm: Crm, ctx: Context, provider: str, message_id: str, status: str, detail: str | None
+) -> WebhookAnswer:
+    state = crm.pipeline
+    status = status.strip().lower()
+    if status != "delivered" and status not in _UNDELIVERED:
+        state.keep_audit(f"{provider} receipt {status or 'without status'}: intermediate")
+        return WebhookAnswer(status="receipt ignored")
+    stored = await state.use_case(
+        crm.services.sms.record_delivery_report(
+            ctx,
+            provider,
+            message_id,
+            delivered=status == "delivered",
+            error=None if status == "delivered" else (detail or status),
+        )
+    )
+    return WebhookAnswer(status="receipt recorded" if stored else "receipt ignored")
+
+
+async def _reply(
+    crm: Crm, ctx: Context, provider: str, sender: str, clinic: str, body: str, message_id: str
+) -> WebhookAnswer:
+    """Store a patient's reply and act on it (``SmsService.receive_inbound``)."""
     from_number = provider_phone(sender, "from")
     to_number = provider_phone(clinic, "to")
-    message = await state.use_case(
-        sms.receive_inbound(ctx, from_number, to_number, body, "clicksend", message_id)
+    message = await crm.pipeline.use_case(
+        crm.services.sms.receive_inbound(ctx, from_number, to_number, body, provider, message_id)
     )
     return WebhookAnswer(status="received", id=message.id)
+
+
+@post(
+    "/sms/messagemedia",
+    opt=webhook_opt("messagemedia: key in the URL, optional source-IP allowlist", "sms"),
+    summary="MessageMedia replies and delivery reports",
+    description=(
+        "MessageMedia's reply (`reply_id`, `message_id`, `content`, `source_number`,"
+        " `destination_number`, `date_received`) or delivery report (`delivery_report_id`,"
+        " `message_id`, `status`) callbacks, JSON. `key` is the location's"
+        " `CRM_SMS_WEBHOOK_KEYS` secret (401 if missing or wrong);"
+        " `CRM_SMS_WEBHOOK_ALLOWED_IPS` restricts callers (403). Acted on as ClickSend's."
+    ),
+    status_code=200,
+    request_max_body_size=MAX_WEBHOOK_BYTES,
+    operation_class=PublicOperation,
+    responses=responses(401, 403, 413, 422, 429, 503),
+)
+async def messagemedia_webhook(
+    crm: CrmDep, request: Request[Any, Any, Any], key: FromQuery[str | None] = None
+) -> WebhookAnswer:
+    """Take in one MessageMedia reply or delivery report."""
+    state = crm.pipeline
+    messaging = crm.runtime.messaging
+    _check_sms_caller(messaging, state)
+    ctx = await _location_for_key(crm, messaging.sms_webhook_keys, key)
+    fields = await form_or_json(request, state)
+    if "reply_id" not in fields and "delivery_report_id" in fields:
+        message_id = _text(fields, "message_id", state)
+        return await _delivery_report(
+            crm, ctx, "messagemedia", message_id, str(fields.get("status") or ""), None
+        )
+    reply_id = _text(fields, "reply_id", state)
+    sender = _text(fields, "source_number", state)
+    clinic = _text(fields, "destination_number", state)
+    body = _text(fields, "content", state)
+    return await _reply(crm, ctx, "messagemedia", sender, clinic, body, reply_id)
 
 
 @post(
@@ -320,7 +386,7 @@ def webhooks_router() -> Router:
     """Routes under ``/webhooks``."""
     return Router(
         path="/webhooks",
-        route_handlers=[clicksend_webhook, wix_webhook, manychat_webhook],
+        route_handlers=[clicksend_webhook, messagemedia_webhook, wix_webhook, manychat_webhook],
         tags=["webhooks"],
     )
 
