@@ -20,6 +20,7 @@ from crm_domain.entities import (
     Role,
     SmsDirection,
     SmsIntent,
+    SmsKind,
     SmsMessage,
     SmsStatus,
     TaskPriority,
@@ -191,7 +192,9 @@ async def test_stop_clears_sms_opt_in(ai_world: AiWorld) -> None:
     assert updated[-1].payload["changed"] == ["sms_opt_in"]
     # Sending to them now is refused.
     with pytest.raises(Conflict, match="sms_opt_in"):
-        await ai_world.services.sms.send(ai_world.ctx(), contact_id, "hi", from_number=CLINIC)
+        await ai_world.services.sms.send(
+            ai_world.ctx(), contact_id, "hi", kind=SmsKind.TRANSACTIONAL, from_number=CLINIC
+        )
 
 
 async def test_opt_out_is_never_missed_even_when_the_ai_is_down(ai_world: AiWorld) -> None:
@@ -272,13 +275,23 @@ async def test_sms_rbac_and_send(ai_world: AiWorld) -> None:
     with pytest.raises(PermissionDenied):
         await messages.list(ai_world.ctx(Role.READONLY))
     with pytest.raises(PermissionDenied):
-        await messages.send(ai_world.ctx(Role.DOCTOR), contact_id, "hi", from_number=CLINIC)
-    sent = await messages.send(
-        ai_world.ctx(Role.RECEPTIONIST), contact_id, "See you soon", from_number=CLINIC
+        await messages.send(
+            ai_world.ctx(Role.DOCTOR), contact_id, "hi", kind="transactional", from_number=CLINIC
+        )
+    queued = await messages.send(
+        ai_world.ctx(Role.RECEPTIONIST),
+        contact_id,
+        "See you soon",
+        kind=SmsKind.TRANSACTIONAL,
+        from_number=CLINIC,
     )
-    assert sent.status is SmsStatus.SENT
+    assert queued.status is SmsStatus.QUEUED
+    assert ai_world.sender.sent == []  # the worker sends it, not the request
+    for event in await ai_world.events("SmsQueued"):
+        await ai_world.deliver(event)
     assert [s.to for s in ai_world.sender.sent] == [PATIENT]
-    assert await messages.get(ai_world.ctx(Role.DOCTOR), sent.id) == sent
+    sent = await messages.get(ai_world.ctx(Role.DOCTOR), queued.id)
+    assert sent.status is SmsStatus.SENT
 
 
 # -- task priority --------------------------------------------------------------

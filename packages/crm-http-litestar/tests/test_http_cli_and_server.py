@@ -10,10 +10,8 @@ import re
 import secrets
 import shlex
 import signal
-import socket
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,16 @@ import pytest
 import sqlalchemy as sa
 
 from crm_http_litestar.settings import DEMO_KEY_FILE
-from crm_http_litestar.testing import CRM, SECRET, World, cli_env, one_line_error, run_crm
+from crm_http_litestar.testing import (
+    CRM,
+    SECRET,
+    World,
+    cli_env,
+    free_port,
+    one_line_error,
+    run_crm,
+    start_crm,
+)
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -225,12 +232,6 @@ def test_audit_verify_reports_an_undecodable_entry_as_broken(tmp_path: Path, eng
         assert "cannot be decoded (outcome: 'failure'" in line
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(params=["--access-log", "--no-access-log"])
 def served(
     tmp_path: Path, request: pytest.FixtureRequest
@@ -239,23 +240,10 @@ def served(
 
     Yields (base URL, printed curl line, process, later output lines, access log on).
     """
-    port = _free_port()
-    process = subprocess.Popen(
-        [*CRM, "serve", "--demo", "--port", str(port), request.param],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    port = free_port()
+    process, lines = start_crm(
+        tmp_path, _env(tmp_path), "serve", "--demo", "--port", str(port), request.param
     )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
     output: list[str] = []
     curl = ""
     deadline = time.monotonic() + 90
@@ -268,7 +256,7 @@ def served(
                     break
                 continue
             output.append(line)
-            if "curl " in line:
+            if "curl " in line and not curl:  # the token's line (a reply's curl follows)
                 curl = line.strip()
         assert curl, "".join(output)
         yield f"http://127.0.0.1:{port}", curl, process, lines, request.param == "--access-log"

@@ -72,6 +72,16 @@ async def _seed_and_sign_in(settings_: Settings) -> str:
         await gateway.close()
 
 
+def _public_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """``(base URL, owner token)`` of the app served by uvicorn on a free loopback port."""
@@ -83,6 +93,13 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         rate_limit_per_user=1_000_000,  # on, as in production, but never reached here
         rate_limit_per_address=1_000_000,
         access_cache_ttl=30,
+        # SMS and Wix configured (the logging sender, a generated key), so /api/sms and
+        # /webhooks/wix answer as in production.
+        adapter_settings={
+            "CRM_SMS_PROVIDER": "log",
+            "CRM_SMS_NUMBERS": "sydney=+61291500000",
+            "CRM_WIX_PUBLIC_KEY": _public_pem(),
+        },
     )
     token = asyncio.run(_seed_and_sign_in(served))
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

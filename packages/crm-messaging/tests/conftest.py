@@ -1,11 +1,9 @@
 """Fixtures for crm-messaging: real servers on 127.0.0.1 (the loopback-only network
 guard is the root ``conftest.py``'s).
 
-* ``provider_server``: a scriptable HTTP server (``http.server`` in a thread).  Tests
-  queue the answers each path gives — status, JSON body, headers, an optional
-  delay — in the providers' documented formats, and read back every request
-  (path, headers, raw body, JSON or form fields), so the senders run over real
-  sockets with the real httpx client.
+* ``provider_server``: :class:`crm_messaging.testing.ProviderServer`, a scriptable
+  HTTP server in the providers' documented formats (shared with the HTTP
+  server's end-to-end tests).
 * ``smtp_server``: a real SMTP server (aiosmtpd) that keeps every message it
   receives, refuses the recipients it is told to, and can require STARTTLS or
   speak implicit TLS with a certificate from a test CA (trustme), and AUTH.
@@ -14,126 +12,25 @@ guard is the root ``conftest.py``'s).
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import ssl
-import threading
-import time
-from collections import defaultdict, deque
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-
-class Reply:
-    """One scripted HTTP answer."""
-
-    def __init__(
-        self,
-        status: int = 200,
-        body: Any = None,
-        *,
-        headers: dict[str, str] | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-        self.delay = delay
-
-
-class ProviderServer:
-    """A loopback HTTP server answering each path from its own queue."""
-
-    def __init__(self) -> None:
-        self.replies: dict[str, deque[Reply]] = defaultdict(deque)
-        self.defaults: dict[str, Reply] = {}
-        self.requests: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is real
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                raw = self.rfile.read(length)
-                content_type = self.headers.get("Content-Type", "")
-                body: Any = None
-                form: dict[str, str] | None = None
-                if content_type.startswith("application/x-www-form-urlencoded"):
-                    form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-                else:
-                    try:
-                        body = json.loads(raw)
-                    except ValueError:
-                        body = None
-                with server._lock:
-                    server.requests.append(
-                        {
-                            "path": self.path,
-                            "headers": dict(self.headers),
-                            "raw": raw,
-                            "json": body,
-                            "form": form,
-                            "at": time.monotonic(),
-                            "client_port": self.client_address[1],
-                        }
-                    )
-                    queue = server.replies[self.path]
-                    reply = queue.popleft() if queue else server.defaults.get(self.path)
-                if reply is None:
-                    reply = Reply(500, {"error": f"no reply scripted for {self.path}"})
-                if reply.delay:
-                    time.sleep(reply.delay)
-                data = json.dumps(reply.body).encode() if reply.body is not None else b""
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for key, value in reply.headers.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def queue(self, path: str, *replies: Reply) -> None:
-        """Answer the next requests to ``path`` with these replies, in order."""
-        self.replies[path].extend(replies)
-
-    def to(self, path: str) -> list[dict[str, Any]]:
-        """Every request received on ``path``."""
-        return [r for r in self.requests if r["path"] == path]
+from crm_messaging.testing import ProviderServer, running_provider_server
 
 
 @pytest.fixture
 def provider_server() -> Iterator[ProviderServer]:
     """A running scriptable HTTP server on 127.0.0.1."""
-    server = ProviderServer()
-    server.thread.start()
-    try:
+    with running_provider_server() as server:
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
 
 
 # --- SMTP -------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from crm_domain.errors import Unavailable
 from crm_domain.ports.messaging import Mailer, OutgoingEmail
 
 from crm_messaging import GmailMailer, GmailSettings, MessagingConfigurationError, gmail_factory
-
-from .conftest import ProviderServer, Reply
+from crm_messaging.testing import ProviderServer, Reply
 
 pytestmark = pytest.mark.anyio
 

@@ -19,8 +19,7 @@ from crm_domain.errors import Unavailable, ValidationError
 from crm_domain.ports.messaging import OutgoingSms, SmsSender
 
 from crm_messaging import MessagingConfigurationError, clicksend_factory, messagemedia_factory
-
-from .conftest import ProviderServer, Reply
+from crm_messaging.testing import ProviderServer, Reply, clicksend_envelope, clicksend_message
 
 pytestmark = pytest.mark.anyio
 
@@ -51,41 +50,8 @@ def messagemedia(server: ProviderServer, **extra: str) -> Any:
     return messagemedia_factory(settings)
 
 
-def cs_message(to: str, status: str = "SUCCESS", **extra: Any) -> dict[str, Any]:
-    entry = {
-        "direction": "out",
-        "date": 1436871253,
-        "to": to,
-        "body": "x",
-        "from": "+61411111111",
-        "schedule": "",
-        "message_id": f"BF7AD270-0DE2-418B-B606-{abs(hash(to)) % 10**12:012d}",
-        "message_parts": 1,
-        "message_price": "0.0770",
-        "custom_string": "",
-        "user_id": 1,
-        "subaccount_id": 1,
-        "country": "AU",
-        "carrier": "Telstra",
-        "status": status,
-    }
-    entry.update(extra)
-    return entry
-
-
-def cs_envelope(*messages: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "http_code": 200,
-        "response_code": "SUCCESS",
-        "response_msg": "Messages queued for delivery.",
-        "data": {
-            "total_price": 0.077,
-            "total_count": len(messages),
-            "queued_count": sum(m["status"] == "SUCCESS" for m in messages),
-            "messages": list(messages),
-            "_currency": {"currency_name_short": "AUD", "currency_prefix_d": "$"},
-        },
-    }
+cs_message = clicksend_message
+cs_envelope = clicksend_envelope
 
 
 def basic(user: str, secret: str) -> str:

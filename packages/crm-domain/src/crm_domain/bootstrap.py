@@ -30,7 +30,10 @@ from crm_domain.services import (
     ReportingService,
     SmsService,
     TaskService,
+    WebhookService,
+    sms_handlers,
     warmness_handlers,
+    webhook_handlers,
 )
 
 
@@ -47,6 +50,8 @@ class Services:
     audit: AuditService
     #: Metrics by dimension, plain-English questions and insights (``reports:read``).
     reports: ReportingService
+    #: Bookings and leads pushed by Wix and ManyChat (accepted, then applied by the worker).
+    webhooks: WebhookService
     #: The RBAC check the services use; HTTP guards may ask it too.
     authorizer: Authorizer
     grants: GrantSource
@@ -62,10 +67,16 @@ class Services:
     def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
         """The domain's outbox consumers by event name, for a worker to register.
 
-        Today: warmness rescored on touchpoint and booking events (needs ``ai``;
-        without a provider the handlers change nothing).
+        Warmness rescored on touchpoint and booking events (needs ``ai``;
+        without a provider the handlers change nothing), and queued SMS sent
+        through ``sms_sender`` (``SmsQueued``), and accepted booking webhooks
+        applied (``ExternalBookingReceived``).
         """
-        return warmness_handlers(self.contacts)
+        return {
+            **warmness_handlers(self.contacts),
+            **sms_handlers(self.sms),
+            **webhook_handlers(self.webhooks),
+        }
 
 
 def bootstrap(
@@ -103,9 +114,11 @@ def bootstrap(
     grants = GrantSource(gateway, clock, ttl=access_cache_ttl)
     authorizer = Authorizer(grants)
     ports = (gateway, authorizer, recorder, clock, ids)
+    bookings = BookingService(*ports, prevent_overlaps=prevent_booking_overlaps)
     return Services(
         contacts=ContactService(*ports, ai=ai),
-        bookings=BookingService(*ports, prevent_overlaps=prevent_booking_overlaps),
+        bookings=bookings,
+        webhooks=WebhookService(*ports, bookings=bookings),
         tasks=TaskService(*ports, ai=ai),
         sms=SmsService(*ports, ai=ai, sender=sms_sender),
         access=AccessService(*ports, cache_ttl=access_cache_ttl),

@@ -246,6 +246,7 @@ bookings = sa.Table(
     sa.Column("cancellation_reason", sa.String(500)),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("updated_at", TIMESTAMP, nullable=False),
+    sa.Column("external_updated_at", TIMESTAMP),
     sa.ForeignKeyConstraint(["tenant_id", "contact_id"], ["contacts.tenant_id", "contacts.id"]),
     sa.UniqueConstraint("tenant_id", "id"),
     # NULLs are distinct in a unique index on both engines: only set ids collide.
@@ -302,6 +303,7 @@ sms_messages = sa.Table(
     sa.Column("booking_scope", ID),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("sent_at", TIMESTAMP),
+    sa.Column("error", sa.String(500)),
     sa.ForeignKeyConstraint(
         ["tenant_id", "contact_id"], ["contacts.tenant_id", "contacts.id"], ondelete="CASCADE"
     ),

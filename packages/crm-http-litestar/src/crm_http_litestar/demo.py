@@ -21,6 +21,7 @@ from crm_ai import HeuristicProvider
 from crm_domain.bootstrap import bootstrap
 from crm_domain.context import Context
 from crm_domain.entities import (
+    OPEN_STATUSES,
     Booking,
     BookingStatus,
     Channel,
@@ -44,7 +45,7 @@ from crm_domain.errors import NotFound, Unavailable, ValidationError
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
-from crm_domain.queries import ContactQuery
+from crm_domain.queries import BookingQuery, ContactQuery
 from crm_domain.services import lead_profile
 from crm_domain.services.commands import AddUser, AllowIp, CreateLocation
 from crm_domain.values import parse_phone
@@ -617,11 +618,51 @@ async def announce_demo(runtime: CrmRuntime, base_url: str) -> str:
         f"  More tokens: {CRM_COMMAND} token reception.sydney@avatar-imaging.example"
         " --location sydney",
         f"  (session ends after {runtime.settings.session_idle_timeout} s without use)",
+        *await _webhook_lines(runtime, base_url, sydney),
         "",
     ]
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+async def _webhook_lines(runtime: CrmRuntime, base_url: str, sydney: Location) -> list[str]:
+    """The demo's webhook URLs, and a patient's reply to try (SMS go to the logging sender)."""
+    messaging = runtime.messaging
+    sms_key = messaging.sms_webhook_keys.get(sydney.code, "")
+    lines = [
+        f"  SMS:   sent through the {messaging.sms_provider or 'no'} sender"
+        " (CRM_SMS_PROVIDER; `log` prints one line per SMS and sends nothing)",
+        "  Webhooks (sydney):",
+        f"    ClickSend inbound SMS: {base_url}/webhooks/sms/clicksend?key={sms_key}",
+        f"    ManyChat:              {base_url}/webhooks/manychat"
+        f"  (header X-CRM-Key: {messaging.manychat_keys.get(sydney.code, '')})",
+        f"    Wix Bookings:          {base_url}/webhooks/wix"
+        + ("" if messaging.wix_public_key else "  (set CRM_WIX_PUBLIC_KEY and CRM_WIX_SITES)"),
+    ]
+    patient = await _patient_with_a_booking(runtime, sydney)
+    clinic = messaging.sms_numbers.get(sydney.code)
+    if patient is not None and clinic is not None and sms_key:
+        lines += [
+            "  Try a patient's reply (cancels their next booking; STOP opts them out):",
+            f"    curl -d from='{patient}' -d to='{clinic}' -d body=Cancel"
+            f" -d message_id=demo-$(date +%s) '{base_url}/webhooks/sms/clicksend?key={sms_key}'",
+        ]
+    return lines
+
+
+async def _patient_with_a_booking(runtime: CrmRuntime, location: Location) -> str | None:
+    """The phone of a sydney contact with an upcoming open booking, if the demo has one."""
+    now = runtime.clock.now()
+    async with runtime.gateway.unit_of_work(location.id) as uow:
+        page = await uow.bookings.list(BookingQuery(starts_from=now, limit=100))
+        for booking in sorted(page.items, key=lambda b: b.starts_at):
+            if booking.status not in OPEN_STATUSES:
+                continue
+            contact = await uow.contacts.get(booking.contact_id)
+            if contact.phone is not None:
+                return contact.phone
+    return None
 
 
 __all__ = [

@@ -420,6 +420,9 @@ def check_route_permissions(app: Litestar) -> None:
                 missing.append(
                     f"{'/'.join(sorted(getattr(handler, 'http_methods', ())))} {route.path}"
                 )
+            if route.path.startswith("/webhooks") and not opt.get("webhook"):
+                # Outside the staff pipeline: each webhook must name its own check.
+                missing.append(f"{route.path} (webhooks declare opt={{'webhook': 'check'}})")
     if missing:
         raise RouteWithoutPermission(
             "routes under /api must declare opt={'permission': 'resource:action'}: "

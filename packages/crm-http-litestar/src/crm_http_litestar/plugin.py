@@ -11,6 +11,7 @@ from crm_domain import __version__ as domain_version
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
+from crm_domain.ports.messaging import SmsSender
 from litestar import Litestar, Router
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
@@ -45,6 +46,8 @@ class CrmConfig:
     clock: Clock | None = None
     ids: IdFactory | None = None
     ai: AIProvider | None = None
+    #: The SMS sender to use instead of ``CRM_SMS_PROVIDER``'s (tests, embedding).
+    sms_sender: SmsSender | None = None
     #: Apply migrations when the app starts (``crm serve --demo`` does it before).
     migrate_on_startup: bool = False
     #: Where the server listens, for the lines ``--demo`` prints.
@@ -139,6 +142,7 @@ class CrmPlugin(InitPluginProtocol):
             clock=config.clock,
             ids=config.ids,
             ai=config.ai,
+            sms_sender=config.sms_sender,
             migrate_first=config.migrate_on_startup,
         ) as runtime:
             app.state[STATE_KEY] = runtime

@@ -19,9 +19,15 @@ from crm_domain.policies import GrantSource
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
+from crm_domain.ports.messaging import SmsSender
 
 from crm_http_litestar.audit import GroupCommitAuditRecorder
 from crm_http_litestar.google import GoogleIdTokenVerifier
+from crm_http_litestar.messaging import (
+    MessagingSettings,
+    close_sms_sender,
+    load_optional_sms_sender,
+)
 from crm_http_litestar.rate_limit import RateLimits
 from crm_http_litestar.sessions import SessionManager
 from crm_http_litestar.settings import Settings
@@ -45,6 +51,8 @@ class CrmRuntime:
     services: Services
     rate_limits: RateLimits
     ai: AIProvider | None = None
+    #: SMS numbers, webhook keys and the Wix key (``/api/sms``, ``/webhooks/…``).
+    messaging: MessagingSettings = attrs.field(factory=MessagingSettings)
 
 
 def build_services(
@@ -54,6 +62,7 @@ def build_services(
     ai: AIProvider | None,
     recorder: GroupCommitAuditRecorder,
     access_cache_ttl: int = 30,
+    sms_sender: SmsSender | None = None,
 ) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
     from crm_domain.bootstrap import bootstrap
@@ -65,6 +74,7 @@ def build_services(
         ai=ai,
         audit_recorder=recorder,
         access_cache_ttl=timedelta(seconds=access_cache_ttl),
+        sms_sender=sms_sender,
     )
 
 
@@ -93,6 +103,7 @@ async def open_runtime(
     clock: Clock | None = None,
     ids: IdFactory | None = None,
     ai: AIProvider | None = None,
+    sms_sender: SmsSender | None = None,
     migrate_first: bool = False,
 ) -> AsyncIterator[CrmRuntime]:
     """Open the gateway and wire everything; close it all on exit."""
@@ -111,7 +122,12 @@ async def open_runtime(
             secret_key=secret, issuer=settings.token_issuer, audience=settings.token_audience
         )
         ai = ai or load_optional_ai(settings)
-        services = build_services(gateway, clock, ids, ai, recorder, settings.access_cache_ttl)
+        messaging = MessagingSettings.from_settings(settings)
+        owned_sender = sms_sender is None
+        sms_sender = sms_sender or load_optional_sms_sender(settings, messaging)
+        services = build_services(
+            gateway, clock, ids, ai, recorder, settings.access_cache_ttl, sms_sender
+        )
         runtime = CrmRuntime(
             settings=settings,
             gateway=gateway,
@@ -141,12 +157,15 @@ async def open_runtime(
                 now=lambda: clock.now().timestamp(),
             ),
             ai=ai,
+            messaging=messaging,
         )
         try:
             yield runtime
         finally:
             await recorder.aclose()
             await runtime.google.aclose()
+            if owned_sender:
+                await close_sms_sender(sms_sender)
     finally:
         if owned:
             await gateway.close()

@@ -7,8 +7,11 @@ the real app, the real pipeline and a real gateway — nothing is mocked.
 from __future__ import annotations
 
 import os
+import queue
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +147,36 @@ def run_crm(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_crm(
+    cwd: Path, env: dict[str, str], *args: str
+) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """Start ``crm ARGS`` (e.g. ``serve --demo --port P``); its output lines arrive on the queue."""
+    process = subprocess.Popen(  # noqa: S603 - this interpreter running our own CLI, no shell
+        [*CRM, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, lines
+
+
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     """Assert ``result`` failed with exactly one line on stderr and no traceback; return it."""
     assert result.returncode != 0
@@ -160,7 +193,9 @@ __all__ = [
     "Peer",
     "World",
     "cli_env",
+    "free_port",
     "one_line_error",
     "open_world",
     "run_crm",
+    "start_crm",
 ]

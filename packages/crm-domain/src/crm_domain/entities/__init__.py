@@ -27,7 +27,7 @@ from crm_domain.entities.session import (
     Session,
     WebhookReceipt,
 )
-from crm_domain.entities.sms import SmsDirection, SmsIntent, SmsMessage, SmsStatus
+from crm_domain.entities.sms import SmsDirection, SmsIntent, SmsKind, SmsMessage, SmsStatus
 from crm_domain.entities.staff import Effect, Membership, PermissionOverride, Role, StaffUser
 from crm_domain.entities.task import Task, TaskPriority, TaskStatus
 from crm_domain.entities.touchpoint import Channel, Touchpoint, TouchpointKind
@@ -72,6 +72,7 @@ __all__ = [
     "Session",
     "SmsDirection",
     "SmsIntent",
+    "SmsKind",
     "SmsMessage",
     "SmsStatus",
     "StaffUser",

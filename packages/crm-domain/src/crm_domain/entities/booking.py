@@ -7,7 +7,15 @@ from datetime import datetime
 
 import attrs
 
-from crm_domain.entities._fields import aware, coerce_enum, optional_text, text, utc
+from crm_domain.entities._fields import (
+    aware,
+    coerce_enum,
+    optional_aware,
+    optional_text,
+    optional_utc,
+    text,
+    utc,
+)
 from crm_domain.errors import Conflict, ValidationError
 from crm_domain.values import TimeRange
 
@@ -54,6 +62,11 @@ class Booking:
     cancellation_reason: str | None = attrs.field(default=None, validator=optional_text(500))
     created_at: datetime = attrs.field(converter=utc, validator=aware)
     updated_at: datetime = attrs.field(converter=utc, validator=aware)
+    #: When the sender's newest applied change happened (its event time): an older
+    #: event delivered late never overwrites it.
+    external_updated_at: datetime | None = attrs.field(
+        default=None, converter=optional_utc, validator=optional_aware
+    )
 
     @property
     def time_range(self) -> TimeRange:

@@ -38,6 +38,19 @@ class SmsStatus(enum.StrEnum):
     RECEIVED = "received"
 
 
+class SmsKind(enum.StrEnum):
+    """Why a message is sent, which decides when it may go out.
+
+    ``marketing`` (a promotion, a recall campaign) only inside the sending
+    window of :mod:`crm_domain.policies.messaging`; ``transactional`` (a
+    reminder, a reply about a booking) at any hour.  Both need the contact's
+    SMS consent; only the confirmation of an opt-out is sent without it.
+    """
+
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+
 class SmsIntent(enum.StrEnum):
     """What a patient's reply means."""
 
@@ -93,3 +106,5 @@ class SmsMessage:
     sent_at: datetime | None = attrs.field(
         default=None, converter=optional_utc, validator=optional_aware
     )
+    #: Why the last attempt to send failed (the provider's refusal or outage); ``None`` once sent.
+    error: str | None = attrs.field(default=None, validator=optional_text(500))

@@ -32,9 +32,12 @@ from crm_domain.services.contacts import WARMNESS_RECEIPTS, ContactService
 from crm_domain.services.events import EventName
 from crm_domain.services.handlers import (
     WARMNESS_EVENTS,
+    DeliverSms,
     EventHandler,
     RescoreWarmness,
+    sms_handlers,
     warmness_handlers,
+    webhook_handlers,
 )
 from crm_domain.services.reports import (
     ALL_LOCATIONS,
@@ -44,13 +47,20 @@ from crm_domain.services.reports import (
     ReportLocation,
     ReportQuery,
 )
-from crm_domain.services.sms import CANCELLED_BY_SMS, SmsService
+from crm_domain.services.sms import CANCELLED_BY_SMS, OPT_OUT_CONFIRMATION, SmsService
 from crm_domain.services.tasks import TaskService
+from crm_domain.services.webhooks import (
+    ExternalBookingEvent,
+    LeadMessage,
+    PersonDetails,
+    WebhookService,
+)
 
 __all__ = [
     "ALL_LOCATIONS",
     "CANCELLED_BY_SMS",
     "MAX_BOOKING_LENGTH",
+    "OPT_OUT_CONFIRMATION",
     "UNSET",
     "WARMNESS_EVENTS",
     "WARMNESS_RECEIPTS",
@@ -69,10 +79,14 @@ __all__ = [
     "CreateContact",
     "CreateLocation",
     "CreateTask",
+    "DeliverSms",
     "EventHandler",
     "EventName",
+    "ExternalBookingEvent",
+    "LeadMessage",
     "Member",
     "NoAccess",
+    "PersonDetails",
     "Report",
     "ReportAnswer",
     "ReportLocation",
@@ -88,6 +102,9 @@ __all__ = [
     "UpdateLocation",
     "UpdateTask",
     "UpsertExternalBooking",
+    "WebhookService",
     "lead_profile",
+    "sms_handlers",
     "warmness_handlers",
+    "webhook_handlers",
 ]

@@ -249,6 +249,7 @@ class BookingService:
                     notes=command.notes,
                     created_at=now,
                     updated_at=now,
+                    external_updated_at=command.occurred_at,
                 )
                 if status is not None and status is not BookingStatus.PENDING:
                     booking = _moved_to(booking, status, now)
@@ -263,6 +264,14 @@ class BookingService:
                 raise Conflict(
                     f"booking {existing.id} with this external_id belongs to another contact"
                 )
+            if (
+                command.occurred_at is not None
+                and existing.external_updated_at is not None
+                and command.occurred_at <= existing.external_updated_at
+            ):
+                # Delivered out of order: a newer change is already applied.
+                call.detail = "older than the applied change: unchanged"
+                return existing
             booking, events = existing, []
             if (booking.starts_at, booking.ends_at) != (when.start, when.end):
                 booking = booking.rescheduled(when, now)
@@ -278,6 +287,8 @@ class BookingService:
                     notes=command.notes,
                     updated_at=now,
                 )
+            if command.occurred_at is not None:
+                booking = attrs.evolve(booking, external_updated_at=command.occurred_at)
             if booking == existing:
                 call.detail = "unchanged"
                 return existing

@@ -152,7 +152,8 @@ class CancelBooking:
 class UpsertExternalBooking:
     """Create or update the booking a sender (Wix, ManyChat) knows as ``external_id``.
 
-    Idempotent: the same command twice leaves one booking and emits one event.
+    Idempotent: the same command twice leaves one booking and emits one event;
+    with ``occurred_at``, an older command than the last applied is ignored.
     ``status`` may be ``confirmed``, ``cancelled``, ``completed`` or ``no_show``
     to move the booking there; ``None`` or ``pending`` keep it as it is.
     """
@@ -165,6 +166,9 @@ class UpsertExternalBooking:
     status: str | None = None
     notes: str | None = None
     source: str = "webhook"
+    #: When the sender made this change (its event time).  A command older than
+    #: the newest one applied to the booking changes nothing (out-of-order delivery).
+    occurred_at: datetime | None = None
 
 
 # --- tasks ---------------------------------------------------------------------

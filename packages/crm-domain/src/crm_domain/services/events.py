@@ -30,6 +30,8 @@ class EventName(enum.StrEnum):
     TASK_DELETED = "TaskDeleted"
     SMS_RECEIVED = "SmsReceived"
     SMS_SENT = "SmsSent"
+    SMS_QUEUED = "SmsQueued"
+    SMS_FAILED = "SmsFailed"
     LOCATION_CREATED = "LocationCreated"
     LOCATION_UPDATED = "LocationUpdated"
     MEMBERSHIP_GRANTED = "MembershipGranted"

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from crm_domain.context import Context
-from crm_domain.entities import OutboxMessage
-from crm_domain.errors import NotFound
+from crm_domain.entities import DomainEvent, OutboxMessage
+from crm_domain.errors import Conflict, NotFound
 from crm_domain.services.contacts import ContactService
 from crm_domain.services.events import EventName
+from crm_domain.services.sms import SmsService
+from crm_domain.services.webhooks import EXTERNAL_BOOKING_RECEIVED, WebhookService
 
 #: A consumer of one event kind (same shape as the HTTP package's worker expects).
 EventHandler = Callable[[OutboxMessage], Awaitable[None]]
@@ -60,4 +62,80 @@ def warmness_handlers(contacts: ContactService) -> Mapping[str, tuple[EventHandl
     return {name.value: (handler,) for name in WARMNESS_EVENTS}
 
 
-__all__ = ["WARMNESS_EVENTS", "EventHandler", "RescoreWarmness", "warmness_handlers"]
+def _system_for(event: DomainEvent) -> Context | None:
+    """The location's system user, acting on the event's request (``None``: no location)."""
+    if event.tenant_id is None:
+        return None
+    request_id = event.payload.get("request_id")
+    return Context.system(
+        event.tenant_id, request_id=request_id if isinstance(request_id, str) else None
+    )
+
+
+class DeliverSms:
+    """Sends the message an ``SmsQueued`` event names (once: see :meth:`SmsService.deliver`).
+
+    A provider outage raises, so the relay retries the event with back-off; a
+    message deleted since (its contact erased) is skipped.
+    """
+
+    def __init__(self, sms: SmsService) -> None:
+        self._sms = sms
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Deliver the queued SMS of this event."""
+        event = message.event
+        ctx = _system_for(event)
+        if ctx is None:
+            return
+        try:
+            await self._sms.deliver(
+                ctx, event.aggregate_id, consent_exempt=event.payload.get("consent_exempt") is True
+            )
+        except NotFound:
+            return
+
+
+def sms_handlers(sms: SmsService) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → handlers that send queued SMS."""
+    return {EventName.SMS_QUEUED.value: (DeliverSms(sms),)}
+
+
+class ApplyExternalBooking:
+    """Creates or moves the booking an accepted webhook described (``ExternalBookingReceived``).
+
+    A booking change the life cycle refuses (e.g. confirming a cancelled
+    booking) is a ``Conflict``: audited as failed by the use case and not
+    retried — retrying cannot make it legal.
+    """
+
+    def __init__(self, webhooks: WebhookService) -> None:
+        self._webhooks = webhooks
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Apply the event once (the upsert is idempotent and ordered by event time)."""
+        event = message.event
+        ctx = _system_for(event)
+        if ctx is None:
+            return
+        try:
+            await self._webhooks.apply_booking(ctx, dict(event.payload))
+        except (Conflict, NotFound):
+            return
+
+
+def webhook_handlers(webhooks: WebhookService) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → handlers that apply accepted webhooks."""
+    return {EXTERNAL_BOOKING_RECEIVED: (ApplyExternalBooking(webhooks),)}
+
+
+__all__ = [
+    "WARMNESS_EVENTS",
+    "ApplyExternalBooking",
+    "DeliverSms",
+    "EventHandler",
+    "RescoreWarmness",
+    "sms_handlers",
+    "warmness_handlers",
+    "webhook_handlers",
+]

@@ -20,6 +20,7 @@ from crm_domain.entities import (
     Resource,
     SmsDirection,
     SmsIntent,
+    SmsKind,
     SmsMessage,
     SmsStatus,
     Task,
@@ -28,9 +29,11 @@ from crm_domain.entities import (
     TouchpointKind,
     WebhookReceipt,
 )
-from crm_domain.errors import Conflict, Unavailable
+from crm_domain.entities._fields import coerce_enum
+from crm_domain.errors import Conflict, Unavailable, ValidationError
 from crm_domain.pagination import Page
 from crm_domain.policies.consent import is_opt_out
+from crm_domain.policies.messaging import sms_refusal
 from crm_domain.policies.rbac import Authorizer
 from crm_domain.ports.ai import AIProvider, SmsContext, SmsIntentResult
 from crm_domain.ports.clock import Clock, IdFactory
@@ -39,6 +42,7 @@ from crm_domain.ports.messaging import OutgoingSms, SmsSender
 from crm_domain.queries import MAX_LIMIT, BookingQuery, ContactQuery, SmsQuery
 from crm_domain.services._ai import load_lead_profile, suggest_priority
 from crm_domain.services._base import Call, ServiceBase
+from crm_domain.services._touchpoints import add_touchpoint
 from crm_domain.services.bookings import _facts as _booking_facts
 from crm_domain.services.contacts import _facts as _contact_facts
 from crm_domain.services.events import EventName
@@ -47,6 +51,11 @@ from crm_domain.values import parse_phone
 
 #: The cancellation reason of a booking cancelled by the patient's reply.
 CANCELLED_BY_SMS = "patient SMS"
+#: The one SMS sent after an opt-out (carriers and the Spam Act expect it), consent or not.
+OPT_OUT_CONFIRMATION = (
+    "You have been unsubscribed and will get no more SMS from us. "
+    "Call the clinic if this was a mistake."
+)
 
 _TASK_TITLES = {
     SmsIntent.RESCHEDULE: "Reschedule request by SMS",
@@ -201,13 +210,24 @@ class SmsService:
             return message
 
     async def send(
-        self, ctx: Context, contact_id: str, body: str, *, from_number: str
+        self,
+        ctx: Context,
+        contact_id: str,
+        body: str,
+        *,
+        kind: SmsKind | str,
+        from_number: str | None,
     ) -> SmsMessage:
-        """Send ``body`` to a contact who agreed to SMS; emits ``SmsSent``.
+        """Queue ``body`` for a contact of the location; the worker sends it (``deliver``).
 
-        ``Conflict`` when the contact has no phone or has not opted in (or opted
-        out); ``Unavailable`` without an SMS sender or when it is down (nothing
-        is stored then).
+        The message is stored ``queued`` with an ``SmsQueued`` outbox event, a
+        ``sms_sent`` touchpoint and the audit entry, in one unit of work: it is
+        never lost, and the worker sends it once.  ``Conflict`` when the
+        :func:`~crm_domain.policies.messaging.sms_refusal` rules say no (no phone,
+        no consent or opted out, marketing outside 08:00–21:00 local time);
+        ``Unavailable`` without an SMS sender or a clinic number (``from_number``
+        ``None``: none configured for the location), after those checks;
+        nothing is stored then.
         """
         base = self._base
         async with base.use_case(
@@ -218,41 +238,143 @@ class SmsService:
             resource_type="sms",
             write=True,
         ) as call:
-            clinic_phone = parse_phone(from_number)
+            kind = coerce_enum(SmsKind, kind, "kind")
+            clinic_phone = (
+                None if from_number is None else parse_phone(from_number, field="from_number")
+            )
+            if not body.strip():
+                raise ValidationError("body", "must not be empty")
             contact = await call.uow.contacts.get(contact_id)
-            if contact.phone is None:
-                raise Conflict(f"contact {contact_id} has no phone number")
-            if not contact.sms_opt_in:
-                raise Conflict(f"contact {contact_id} has not agreed to SMS (sms_opt_in is false)")
-            if self._sender is None:
-                raise Unavailable("no SMS sender is configured")
+            location = await call.uow.locations.get(ctx.tenant_id)
             now = base.clock.now()
-            message = SmsMessage(
-                id=base.ids.new_id(),
-                tenant_id=ctx.tenant_id,
-                contact_id=contact.id,
-                direction=SmsDirection.OUTBOUND,
-                from_number=clinic_phone,
-                to_number=contact.phone,
-                body=body,
-                status=SmsStatus.QUEUED,
-                created_at=now,
+            refusal = sms_refusal(contact, kind, now, location.timezone)
+            if refusal is not None:
+                call.detail = f"refused: {kind.value}"
+                raise Conflict(refusal)
+            if self._sender is None:
+                raise Unavailable("no SMS sender is configured (CRM_SMS_PROVIDER)")
+            if clinic_phone is None:
+                raise Unavailable("no SMS number is configured for this location")
+            assert contact.phone is not None  # sms_refusal refuses a contact without one
+            message = await self._queue(call, contact, contact.phone, clinic_phone, body, kind)
+            call.detail = f"queued {kind.value}"
+            return message
+
+    async def deliver(
+        self, ctx: Context, sms_id: str, *, consent_exempt: bool = False
+    ) -> SmsMessage:
+        """Send a queued message through the SMS sender and record the outcome on it.
+
+        Called by the worker for each ``SmsQueued`` event (at least once), so:
+        a message no longer ``queued`` is returned untouched — a redelivered
+        event never sends twice.  Consent is checked again (a STOP may have
+        arrived since it was queued) unless ``consent_exempt`` (the opt-out's
+        own confirmation): a withdrawn consent fails the message unsent.
+
+        Accepted → ``sent`` with the provider's id; refused → ``failed`` with
+        the provider's reason; the provider down (``Unavailable``) → the error
+        is recorded, the message stays ``queued`` and the error is re-raised so
+        the outbox retries with back-off.  The provider is called outside any
+        unit of work: no write lock is held while it answers.
+        """
+        base = self._base
+        async with base.use_case(
+            ctx,
+            Resource.SMS,
+            Action.READ,
+            audit=AuditAction.READ,
+            resource_type="sms",
+            resource_id=sms_id,
+            write=False,
+        ) as call:
+            message = await call.uow.sms.get(sms_id)
+            contact = (
+                None
+                if message.contact_id is None
+                else await call.uow.contacts.get(message.contact_id)
             )
-            call.resource_id = message.id
-            result = await self._sender.send(
-                OutgoingSms(to=contact.phone, body=body, sender=clinic_phone, reference=message.id)
+            call.detail = f"delivery check: {message.status.value}"
+        if message.status is not SmsStatus.QUEUED:
+            return message
+        if not consent_exempt and (contact is None or not contact.sms_opt_in):
+            return await self._record_outcome(
+                ctx, sms_id, status=SmsStatus.FAILED, error="consent withdrawn before sending"
             )
-            message = attrs.evolve(
-                message,
-                status=SmsStatus.SENT if result.accepted else SmsStatus.FAILED,
+        if self._sender is None:
+            error = Unavailable("no SMS sender is configured (CRM_SMS_PROVIDER)")
+            await self._record_outcome(ctx, sms_id, status=SmsStatus.QUEUED, error=error.detail)
+            raise error
+        outgoing = OutgoingSms(
+            to=message.to_number,
+            body=message.body,
+            sender=message.from_number,
+            reference=message.id,
+        )
+        try:
+            result = await self._sender.send(outgoing)
+        except Exception as exc:
+            # Still queued: the outbox retries with back-off (and dead-letters in the end).
+            await self._record_outcome(
+                ctx, sms_id, status=SmsStatus.QUEUED, error=f"{type(exc).__name__}: {exc}"
+            )
+            raise
+        if result.accepted:
+            return await self._record_outcome(
+                ctx,
+                sms_id,
+                status=SmsStatus.SENT,
                 provider=result.provider,
                 provider_message_id=result.provider_message_id,
-                sent_at=now if result.accepted else None,
             )
-            call.detail = "sent" if result.accepted else "refused by the provider"
-            await call.uow.sms.add(message)
-            await call.emit(EventName.SMS_SENT, "sms", message.id, _facts(message))
-            return message
+        return await self._record_outcome(
+            ctx,
+            sms_id,
+            status=SmsStatus.FAILED,
+            provider=result.provider,
+            provider_message_id=result.provider_message_id,
+            error=result.error or "refused by the provider",
+        )
+
+    async def record_delivery_report(
+        self,
+        ctx: Context,
+        provider: str,
+        provider_message_id: str,
+        *,
+        delivered: bool,
+        error: str | None = None,
+    ) -> SmsMessage | None:
+        """A provider's delivery receipt: ``delivered`` or ``failed`` on the outbound message.
+
+        ``None`` when no message of this location has that provider id (a late
+        or foreign receipt changes nothing).  A receipt never moves a message
+        back: ``delivered`` stays delivered.
+        """
+        base = self._base
+        async with base.use_case(
+            ctx,
+            Resource.SMS,
+            Action.SEND,
+            audit=AuditAction.UPDATE,
+            resource_type="sms",
+            write=True,
+        ) as call:
+            stored = await self._stored(call.uow, provider, provider_message_id)
+            if stored is None or stored.direction is not SmsDirection.OUTBOUND:
+                call.detail = "delivery report for an unknown message"
+                return None
+            call.resource_id = stored.id
+            if stored.status is SmsStatus.DELIVERED:
+                call.detail = "delivery report: already delivered"
+                return stored
+            updated = attrs.evolve(
+                stored,
+                status=SmsStatus.DELIVERED if delivered else SmsStatus.FAILED,
+                error=None if delivered else (error or "not delivered")[:500],
+            )
+            await call.uow.sms.update(updated)
+            call.detail = f"delivery report: {updated.status.value}"
+            return updated
 
     async def get(self, ctx: Context, sms_id: str) -> SmsMessage:
         """Return one message of the caller's location (``NotFound`` otherwise)."""
@@ -282,6 +404,91 @@ class SmsService:
             return page
 
     # -- helpers --------------------------------------------------------------
+
+    async def _queue(
+        self,
+        call: Call,
+        contact: Contact,
+        to_phone: str,
+        clinic_phone: str,
+        body: str,
+        kind: SmsKind,
+        *,
+        consent_exempt: bool = False,
+    ) -> SmsMessage:
+        """Store an outbound message ``queued`` with its event and touchpoint (one unit of work)."""
+        base = self._base
+        now = base.clock.now()
+        message = SmsMessage(
+            id=base.ids.new_id(),
+            tenant_id=contact.tenant_id,
+            contact_id=contact.id,
+            direction=SmsDirection.OUTBOUND,
+            from_number=clinic_phone,
+            to_number=to_phone,
+            body=body,
+            status=SmsStatus.QUEUED,
+            created_at=now,
+        )
+        if call.resource_id is None:
+            call.resource_id = message.id
+        await call.uow.sms.add(message)
+        await call.emit(
+            EventName.SMS_QUEUED,
+            "sms",
+            message.id,
+            {**_facts(message), "kind": kind.value, "consent_exempt": consent_exempt},
+        )
+        await self._add_touchpoint(
+            call, contact, message, now, kind=TouchpointKind.SMS_SENT, extra={"kind": kind.value}
+        )
+        return message
+
+    async def _record_outcome(
+        self,
+        ctx: Context,
+        sms_id: str,
+        *,
+        status: SmsStatus,
+        error: str | None = None,
+        provider: str | None = None,
+        provider_message_id: str | None = None,
+    ) -> SmsMessage:
+        """Write what the sender said on a queued message; emits ``SmsSent`` or ``SmsFailed``."""
+        base = self._base
+        async with base.use_case(
+            ctx,
+            Resource.SMS,
+            Action.SEND,
+            audit=AuditAction.UPDATE,
+            resource_type="sms",
+            resource_id=sms_id,
+            write=True,
+        ) as call:
+            stored = await call.uow.sms.get(sms_id)
+            if stored.status is not SmsStatus.QUEUED:
+                # Another delivery finished first: keep its outcome.
+                call.detail = f"already {stored.status.value}"
+                return stored
+            now = base.clock.now()
+            updated = attrs.evolve(
+                stored,
+                status=status,
+                provider=provider or stored.provider,
+                provider_message_id=provider_message_id or stored.provider_message_id,
+                sent_at=now if status is SmsStatus.SENT else stored.sent_at,
+                error=None if error is None else error[:500],
+            )
+            await call.uow.sms.update(updated)
+            if status is SmsStatus.SENT:
+                await call.emit(EventName.SMS_SENT, "sms", updated.id, _facts(updated))
+                call.detail = "sent"
+            elif status is SmsStatus.FAILED:
+                await call.emit(EventName.SMS_FAILED, "sms", updated.id, _facts(updated))
+                call.detail = "failed: refused"
+            else:
+                call.detail = "send attempt failed; will retry"
+            return updated
 
     @staticmethod
     async def _stored(
@@ -358,7 +565,17 @@ class SmsService:
                 updated.id,
                 {**_contact_facts(updated), "changed": ["sms_opt_in"]},
             )
-            return "sms_opt_in cleared"
+            # One confirmation, and only on the change: a second STOP gets none.
+            confirmation = await self._queue(
+                call,
+                updated,
+                message.from_number,
+                message.to_number,
+                OPT_OUT_CONFIRMATION,
+                SmsKind.TRANSACTIONAL,
+                consent_exempt=True,
+            )
+            return f"sms_opt_in cleared; confirmation {confirmation.id} queued"
         if intent is SmsIntent.CONFIRM and booking is not None:
             if booking.status is BookingStatus.CONFIRMED:
                 return f"booking {booking.id} already confirmed"
@@ -415,35 +632,31 @@ class SmsService:
         return task
 
     async def _add_touchpoint(
-        self, call: Call, contact: Contact, message: SmsMessage, now: datetime
+        self,
+        call: Call,
+        contact: Contact,
+        message: SmsMessage,
+        now: datetime,
+        *,
+        kind: TouchpointKind = TouchpointKind.SMS_RECEIVED,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         # A reply is engagement: the touchpoint's event lets the worker rescore warmness.
         base = self._base
+        metadata: dict[str, Any] = {"sms_id": message.id}
+        if message.intent is not None:
+            metadata["intent"] = message.intent.value
         touchpoint = Touchpoint(
             id=base.ids.new_id(),
             tenant_id=message.tenant_id,
             contact_id=contact.id,
-            kind=TouchpointKind.SMS_RECEIVED,
+            kind=kind,
             channel=Channel.SMS,
             occurred_at=now,
-            metadata={
-                "sms_id": message.id,
-                "intent": None if message.intent is None else message.intent.value,
-            },
+            metadata={**metadata, **(extra or {})},
             created_at=now,
         )
-        await call.uow.touchpoints.add(touchpoint)
-        await call.emit(
-            EventName.TOUCHPOINT_ADDED,
-            "contact",
-            contact.id,
-            {
-                "contact_id": contact.id,
-                "touchpoint_id": touchpoint.id,
-                "kind": touchpoint.kind.value,
-                "channel": touchpoint.channel.value,
-            },
-        )
+        await add_touchpoint(call, touchpoint)
 
 
 def _needs_reception(understood: SmsIntentResult, booking: Booking | None) -> bool:
@@ -466,4 +679,4 @@ def _reception_title(
     return title
 
 
-__all__ = ["CANCELLED_BY_SMS", "SmsService"]
+__all__ = ["CANCELLED_BY_SMS", "OPT_OUT_CONFIRMATION", "SmsService"]

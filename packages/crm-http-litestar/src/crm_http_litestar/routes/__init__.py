@@ -10,7 +10,9 @@ from crm_http_litestar.routes.bookings import bookings_router
 from crm_http_litestar.routes.contacts import contacts_router
 from crm_http_litestar.routes.health import health
 from crm_http_litestar.routes.reports import reports_router
+from crm_http_litestar.routes.sms import sms_router
 from crm_http_litestar.routes.tasks import tasks_router
+from crm_http_litestar.routes.webhooks import webhooks_router
 
 
 def all_routes() -> list[ControllerRouterHandler]:
@@ -23,6 +25,8 @@ def all_routes() -> list[ControllerRouterHandler]:
         tasks_router(),
         admin_router(),
         reports_router(),
+        sms_router(),
+        webhooks_router(),
     ]
 
 
