@@ -36,6 +36,12 @@ from crm_domain.services.handlers import (
     RescoreWarmness,
     warmness_handlers,
 )
+from crm_domain.services.imports import (
+    ContactImportService,
+    ImportSummary,
+    Rejection,
+    RejectionSink,
+)
 from crm_domain.services.sms import CANCELLED_BY_SMS, SmsService
 from crm_domain.services.tasks import TaskService
 
@@ -55,6 +61,7 @@ __all__ = [
     "Call",
     "CancelBooking",
     "ChainReport",
+    "ContactImportService",
     "ContactService",
     "CreateBooking",
     "CreateContact",
@@ -62,8 +69,11 @@ __all__ = [
     "CreateTask",
     "EventHandler",
     "EventName",
+    "ImportSummary",
     "Member",
     "NoAccess",
+    "Rejection",
+    "RejectionSink",
     "RescheduleBooking",
     "RescoreWarmness",
     "ServiceBase",

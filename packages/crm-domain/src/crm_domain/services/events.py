@@ -36,6 +36,7 @@ class EventName(enum.StrEnum):
     MEMBERSHIP_DEACTIVATED = "MembershipDeactivated"
     IP_RULE_ADDED = "IpRuleAdded"
     IP_RULE_REMOVED = "IpRuleRemoved"
+    CONTACTS_IMPORTED = "ContactsImported"
 
 
 __all__ = ["EventName"]
