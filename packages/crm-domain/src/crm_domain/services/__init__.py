@@ -30,6 +30,7 @@ from crm_domain.services.commands import (
 )
 from crm_domain.services.contacts import WARMNESS_RECEIPTS, ContactService
 from crm_domain.services.events import EventName
+from crm_domain.services.exports import ContactExportService, ContactRecord
 from crm_domain.services.handlers import (
     WARMNESS_EVENTS,
     EventHandler,
@@ -61,7 +62,9 @@ __all__ = [
     "Call",
     "CancelBooking",
     "ChainReport",
+    "ContactExportService",
     "ContactImportService",
+    "ContactRecord",
     "ContactService",
     "CreateBooking",
     "CreateContact",
