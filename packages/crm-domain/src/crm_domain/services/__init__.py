@@ -43,6 +43,7 @@ from crm_domain.services.imports import (
     Rejection,
     RejectionSink,
 )
+from crm_domain.services.merge import ContactMergeService, DuplicateCandidate, MergePlan
 from crm_domain.services.sms import CANCELLED_BY_SMS, SmsService
 from crm_domain.services.tasks import TaskService
 
@@ -64,16 +65,19 @@ __all__ = [
     "ChainReport",
     "ContactExportService",
     "ContactImportService",
+    "ContactMergeService",
     "ContactRecord",
     "ContactService",
     "CreateBooking",
     "CreateContact",
     "CreateLocation",
     "CreateTask",
+    "DuplicateCandidate",
     "EventHandler",
     "EventName",
     "ImportSummary",
     "Member",
+    "MergePlan",
     "NoAccess",
     "Rejection",
     "RejectionSink",

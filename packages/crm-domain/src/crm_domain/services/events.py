@@ -37,6 +37,7 @@ class EventName(enum.StrEnum):
     IP_RULE_ADDED = "IpRuleAdded"
     IP_RULE_REMOVED = "IpRuleRemoved"
     CONTACTS_IMPORTED = "ContactsImported"
+    CONTACTS_MERGED = "ContactsMerged"
 
 
 __all__ = ["EventName"]
