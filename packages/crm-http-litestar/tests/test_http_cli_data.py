@@ -148,6 +148,15 @@ def test_a_killed_import_resumes_without_duplicates(tmp_path: Path, brisbane: Pa
     ok(crm(tmp_path, "audit", "verify"))
 
 
+def test_retention_purge_keeps_what_is_recent(tmp_path: Path, brisbane: Path) -> None:
+    sheet = tmp_path / "patients.csv"
+    write_sheet(sheet, 10)
+    ok(crm(tmp_path, "import", "contacts", str(sheet), "--location", "brisbane", *MAP))
+    out = ok(crm(tmp_path, "retention", "purge", "--location", "brisbane"))
+    assert "erased 0 contacts at brisbane past 2555 days" in out
+    assert rows(brisbane, "SELECT count(*) FROM contacts") == [(9,)]
+
+
 def test_sqlite_backup_and_restore_round_trip(tmp_path: Path, brisbane: Path) -> None:
     sheet = tmp_path / "patients.csv"
     write_sheet(sheet, 60)

@@ -95,3 +95,26 @@ async def test_merge_refusals(world: World) -> None:
     assert reception.status_code == 403
     async with world.gateway.unit_of_work(world.locations["sydney"]) as uow:
         assert (await uow.contacts.get(second.id)).id == second.id
+
+
+async def test_erase_removes_the_contact_and_its_history_and_refuses_a_hold(world: World) -> None:
+    first, second = await two_of_one_person(world)
+    owner = await world.headers("owner")
+    erased = await world.client.post(f"/api/contacts/{second.id}/erase", headers=owner)
+    assert erased.status_code == 200, erased.text
+    assert (erased.json()["touchpoints"], erased.json()["bookings"]) == (1, 1)
+    again = await world.client.post(f"/api/contacts/{second.id}/erase", headers=owner)
+    assert again.status_code == 404
+    denied = await world.client.post(
+        f"/api/contacts/{first.id}/erase", headers=await world.headers("reception")
+    )
+    assert denied.status_code == 403
+    held = await world.client.patch(
+        f"/api/contacts/{first.id}", headers=owner, json={"tags": ["legal-hold"]}
+    )
+    assert held.status_code == 200, held.text
+    refused = await world.client.post(f"/api/contacts/{first.id}/erase", headers=owner)
+    assert refused.status_code == 409
+    _, elsewhere = await two_of_one_person(world, "melbourne")
+    across = await world.client.post(f"/api/contacts/{elsewhere.id}/erase", headers=owner)
+    assert across.status_code == 404

@@ -44,6 +44,8 @@ from crm_http_litestar.cli import (
 
 import_app = typer.Typer(help="Import data from files.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+retention_app = typer.Typer(help="Retention of patient data.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 #: Bytes read to guess the file's CSV dialect.
 _SNIFF_BYTES = 64 * 1024
@@ -226,6 +228,29 @@ def import_contacts(
     )
 
 
+@retention_app.command("purge")
+def retention_purge(
+    location: Annotated[str, typer.Option(help="Location code.")],
+) -> None:
+    """Erase the location's contacts past its retention period (never those on legal hold)."""
+    from crm_domain.services.lifecycle import LifecycleService, PurgeReport
+
+    settings = _settings()
+
+    async def body() -> PurgeReport:
+        async with _services(settings) as services:
+            place = await _location(services, location)
+            s = services
+            service = LifecycleService(s.gateway, s.authorizer, s.audit_recorder, s.clock, s.ids)
+            return await service.purge(_operator(place.id, "retention purge"))
+
+    report = _run(body)
+    typer.echo(
+        f"erased {len(report.erased)} contacts at {location} past {report.retention_days} "
+        f"days; {report.held} on legal hold kept"
+    )
+
+
 @db_app.command("backup")
 def db_backup(
     path: Annotated[Path, typer.Argument(help="The backup file to write (must not exist).")],
@@ -261,4 +286,4 @@ def db_restore(
     typer.echo(_run(body))
 
 
-__all__ = ["CsvSource", "RejectionReport", "import_app", "parse_mapping"]
+__all__ = ["CsvSource", "RejectionReport", "import_app", "parse_mapping", "retention_app"]

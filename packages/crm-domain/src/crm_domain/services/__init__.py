@@ -43,12 +43,14 @@ from crm_domain.services.imports import (
     Rejection,
     RejectionSink,
 )
+from crm_domain.services.lifecycle import LEGAL_HOLD_TAG, Erasure, LifecycleService, PurgeReport
 from crm_domain.services.merge import ContactMergeService, DuplicateCandidate, MergePlan
 from crm_domain.services.sms import CANCELLED_BY_SMS, SmsService
 from crm_domain.services.tasks import TaskService
 
 __all__ = [
     "CANCELLED_BY_SMS",
+    "LEGAL_HOLD_TAG",
     "MAX_BOOKING_LENGTH",
     "UNSET",
     "WARMNESS_EVENTS",
@@ -73,12 +75,15 @@ __all__ = [
     "CreateLocation",
     "CreateTask",
     "DuplicateCandidate",
+    "Erasure",
     "EventHandler",
     "EventName",
     "ImportSummary",
+    "LifecycleService",
     "Member",
     "MergePlan",
     "NoAccess",
+    "PurgeReport",
     "Rejection",
     "RejectionSink",
     "RescheduleBooking",

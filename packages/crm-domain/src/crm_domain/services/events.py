@@ -38,6 +38,7 @@ class EventName(enum.StrEnum):
     IP_RULE_REMOVED = "IpRuleRemoved"
     CONTACTS_IMPORTED = "ContactsImported"
     CONTACTS_MERGED = "ContactsMerged"
+    CONTACT_ERASED = "ContactErased"
 
 
 __all__ = ["EventName"]

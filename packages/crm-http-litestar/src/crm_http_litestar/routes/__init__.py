@@ -9,6 +9,7 @@ from crm_http_litestar.routes.auth import auth_router
 from crm_http_litestar.routes.bookings import bookings_router
 from crm_http_litestar.routes.contacts import contacts_router
 from crm_http_litestar.routes.duplicates import duplicates_router
+from crm_http_litestar.routes.erasure import erasure_router
 from crm_http_litestar.routes.exports import exports_router
 from crm_http_litestar.routes.health import health
 from crm_http_litestar.routes.tasks import tasks_router
@@ -25,6 +26,7 @@ def all_routes() -> list[ControllerRouterHandler]:
         admin_router(),
         exports_router(),
         duplicates_router(),
+        erasure_router(),
     ]
 
 
