@@ -101,9 +101,7 @@ async def ours(url: str, sheet: Path, report: Path) -> int:
     gateway, tenant = await fresh(url)
     try:
         services = bootstrap(gateway)
-        importer = ContactImportService(
-            gateway, services.authorizer, services.audit_recorder, services.clock, services.ids
-        )
+        importer = ContactImportService.of(services)
         start = time.perf_counter()
         source = CsvSource(sheet)
         sink = RejectionReport(report, source.header, keep_through=0)

@@ -35,8 +35,7 @@ class Interrupted(Exception):
 
 
 def importer(world: Any) -> ContactImportService:
-    s = world.services
-    return ContactImportService(s.gateway, s.authorizer, s.audit_recorder, s.clock, s.ids)
+    return ContactImportService.of(world.services)
 
 
 def sheet(count: int) -> list[list[str]]:

@@ -24,8 +24,7 @@ pytestmark = pytest.mark.anyio
 
 
 def merger(world: Any) -> ContactMergeService:
-    s = world.services
-    return ContactMergeService(s.gateway, s.authorizer, s.audit_recorder, s.clock, s.ids)
+    return ContactMergeService.of(world.services)
 
 
 async def person(

@@ -40,8 +40,7 @@ names = st.text(alphabet="ABCDEFGHJKLMNPQRSTVWXYZ", min_size=12, max_size=16)
 
 
 def lifecycle(services: Services) -> LifecycleService:
-    s = services
-    return LifecycleService(s.gateway, s.authorizer, s.audit_recorder, s.clock, s.ids)
+    return LifecycleService.of(services)
 
 
 async def world(path: Path, clock: FixedClock) -> tuple[Services, Location]:

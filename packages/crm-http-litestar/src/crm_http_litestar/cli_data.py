@@ -187,13 +187,7 @@ def import_contacts(
         columns = ColumnMap.for_header(source.header, mapping)
         async with _services(settings) as services:
             place = await _location(services, location)
-            importer = ContactImportService(
-                services.gateway,
-                services.authorizer,
-                services.audit_recorder,
-                services.clock,
-                services.ids,
-            )
+            importer = ContactImportService.of(services)
             ctx = _operator(place.id, "import contacts")
             import_id = fingerprint(source.chunks(), tenant_id=place.id, mapping=mapping)
             done = await importer.checkpoint(ctx, import_id)
@@ -240,8 +234,7 @@ def retention_purge(
     async def body() -> PurgeReport:
         async with _services(settings) as services:
             place = await _location(services, location)
-            s = services
-            service = LifecycleService(s.gateway, s.authorizer, s.audit_recorder, s.clock, s.ids)
+            service = LifecycleService.of(services)
             return await service.purge(_operator(place.id, "retention purge"))
 
     report = _run(body)

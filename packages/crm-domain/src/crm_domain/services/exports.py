@@ -14,19 +14,15 @@ Both are bound to the caller's location: another location's contact is a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TypeVar
 
 import attrs
 
-from crm_domain.audit import AuditAction, AuditRecorder
+from crm_domain.audit import AuditAction
 from crm_domain.context import Context
 from crm_domain.entities import Action, Booking, Contact, Resource, SmsMessage, Task, Touchpoint
-from crm_domain.pagination import Page
-from crm_domain.policies.rbac import Authorizer
-from crm_domain.ports.clock import Clock, IdFactory
-from crm_domain.ports.gateway import DatabaseGateway
 from crm_domain.queries import (
     MAX_LIMIT,
     BookingQuery,
@@ -36,7 +32,7 @@ from crm_domain.queries import (
     TaskQuery,
     TouchpointQuery,
 )
-from crm_domain.services._base import ServiceBase
+from crm_domain.services._ported import PortedService, every
 
 E = TypeVar("E")
 Q = TypeVar("Q", bound=ListQuery)
@@ -54,29 +50,8 @@ class ContactRecord:
     exported_at: datetime
 
 
-async def _all(list_page: Callable[[Q], Awaitable[Page[E]]], query: Q) -> tuple[E, ...]:
-    """Every item of a keyset-paged listing."""
-    items: list[E] = []
-    while True:
-        page = await list_page(query)
-        items.extend(page.items)
-        if page.next_cursor is None:
-            return tuple(items)
-        query = attrs.evolve(query, cursor=page.next_cursor)
-
-
-class ContactExportService:
+class ContactExportService(PortedService):
     """Use cases: a contact's full record, and the bulk export of a location's contacts."""
-
-    def __init__(
-        self,
-        gateway: DatabaseGateway,
-        authorizer: Authorizer,
-        recorder: AuditRecorder,
-        clock: Clock,
-        ids: IdFactory,
-    ) -> None:
-        self._base = ServiceBase(gateway, authorizer, recorder, clock, ids)
 
     async def record(self, ctx: Context, contact_id: str) -> ContactRecord:
         """The contact and everything linked to it, read in one unit of work."""
@@ -91,16 +66,19 @@ class ContactExportService:
         ) as call:
             uow = call.uow
             contact = await uow.contacts.get(contact_id)
+            one, most = contact_id, MAX_LIMIT
+            touchpoints = await every(
+                uow.touchpoints.list, TouchpointQuery(contact_id=one, limit=most)
+            )
+            bookings = await every(uow.bookings.list, BookingQuery(contact_id=one, limit=most))
+            tasks = await every(uow.tasks.list, TaskQuery(contact_id=one, limit=most))
+            messages = await every(uow.sms.list, SmsQuery(contact_id=one, limit=most))
             record = ContactRecord(
                 contact=contact,
-                touchpoints=await _all(
-                    uow.touchpoints.list, TouchpointQuery(contact_id=contact_id, limit=MAX_LIMIT)
-                ),
-                bookings=await _all(
-                    uow.bookings.list, BookingQuery(contact_id=contact_id, limit=MAX_LIMIT)
-                ),
-                tasks=await _all(uow.tasks.list, TaskQuery(contact_id=contact_id, limit=MAX_LIMIT)),
-                messages=await _all(uow.sms.list, SmsQuery(contact_id=contact_id, limit=MAX_LIMIT)),
+                touchpoints=tuple(touchpoints),
+                bookings=tuple(bookings),
+                tasks=tuple(tasks),
+                messages=tuple(messages),
                 exported_at=self._base.clock.now(),
             )
             call.detail = (

@@ -21,20 +21,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import attrs
 
-from crm_domain.audit import AuditAction, AuditRecorder
+from crm_domain.audit import AuditAction
 from crm_domain.context import Context
 from crm_domain.entities import Action, AuditOutcome, Contact, Resource
 from crm_domain.errors import ValidationError
 from crm_domain.importing import ColumnMap, contact_from_row, duplicate_keys
-from crm_domain.policies.rbac import Authorizer
-from crm_domain.ports.clock import Clock, IdFactory
-from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
+from crm_domain.ports.gateway import UnitOfWork
 from crm_domain.queries import MAX_LIMIT, AuditQuery, ContactQuery
-from crm_domain.services._base import ServiceBase
+from crm_domain.services._base import Call
+from crm_domain.services._ported import PortedService, every
 from crm_domain.services.events import EventName
 
 #: ``AuditEntry.resource_type`` of an import's entries; the resource id is its fingerprint.
@@ -80,22 +80,12 @@ class ImportSummary:
     dry_run: bool
 
 
-class ContactImportService:
+class ContactImportService(PortedService):
     """Use case: import a location's contacts (permission ``contacts:create``)."""
 
-    def __init__(
-        self,
-        gateway: DatabaseGateway,
-        authorizer: Authorizer,
-        recorder: AuditRecorder,
-        clock: Clock,
-        ids: IdFactory,
-    ) -> None:
-        self._base = ServiceBase(gateway, authorizer, recorder, clock, ids)
-
-    async def checkpoint(self, ctx: Context, import_id: str) -> int:
-        """The last data row an earlier run of ``import_id`` committed (0: none)."""
-        async with self._base.use_case(
+    def _reading(self, ctx: Context, import_id: str) -> AbstractAsyncContextManager[Call]:
+        """A read of the store for an import: its checkpoint, the keys to dedupe against."""
+        return self._base.use_case(
             ctx,
             Resource.CONTACTS,
             Action.CREATE,
@@ -103,7 +93,11 @@ class ContactImportService:
             resource_type=IMPORT_RESOURCE,
             resource_id=import_id,
             write=False,
-        ) as call:
+        )
+
+    async def checkpoint(self, ctx: Context, import_id: str) -> int:
+        """The last data row an earlier run of ``import_id`` committed (0: none)."""
+        async with self._reading(ctx, import_id) as call:
             last = await _committed_through(call.uow, import_id)
             call.detail = f"checkpoint: row {last}"
             return last
@@ -190,15 +184,7 @@ class ContactImportService:
 
     async def _prepare(self, ctx: Context, import_id: str) -> tuple[int, dict[str, str]]:
         """The checkpoint and the duplicate keys of every contact stored at the location."""
-        async with self._base.use_case(
-            ctx,
-            Resource.CONTACTS,
-            Action.CREATE,
-            audit=AuditAction.READ,
-            resource_type=IMPORT_RESOURCE,
-            resource_id=import_id,
-            write=False,
-        ) as call:
+        async with self._reading(ctx, import_id) as call:
             last = await _committed_through(call.uow, import_id)
             seen: dict[str, str] = {}
             query = ContactQuery(limit=MAX_LIMIT)
@@ -271,7 +257,6 @@ class _Batch:
 
 async def _committed_through(uow: UnitOfWork, import_id: str) -> int:
     """The last row of ``import_id`` whose batch committed, from its audit entries."""
-    last = 0
     query = AuditQuery(
         resource_type=IMPORT_RESOURCE,
         resource_id=import_id,
@@ -279,15 +264,12 @@ async def _committed_through(uow: UnitOfWork, import_id: str) -> int:
         outcome=AuditOutcome.SUCCESS.value,
         limit=MAX_LIMIT,
     )
-    while True:
-        page = await uow.audit.list(query)
-        for entry in page.items:
-            matched = _ROWS.match(entry.detail or "")
-            if matched is not None:
-                last = max(last, int(matched.group(2)))
-        if page.next_cursor is None:
-            return last
-        query = attrs.evolve(query, cursor=page.next_cursor)
+    last = 0
+    for entry in await every(uow.audit.list, query):
+        matched = _ROWS.match(entry.detail or "")
+        if matched is not None:
+            last = max(last, int(matched.group(2)))
+    return last
 
 
 __all__ = [

@@ -23,14 +23,12 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from crm_domain.audit import AuditAction, AuditRecorder
+from crm_domain.audit import AuditAction
 from crm_domain.context import Context
 from crm_domain.entities import Action, Resource
 from crm_domain.errors import Conflict
 from crm_domain.pagination import Page
-from crm_domain.policies.rbac import Authorizer
-from crm_domain.ports.clock import Clock, IdFactory
-from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
+from crm_domain.ports.gateway import UnitOfWork
 from crm_domain.queries import (
     MAX_LIMIT,
     BookingQuery,
@@ -40,7 +38,7 @@ from crm_domain.queries import (
     TaskQuery,
     TouchpointQuery,
 )
-from crm_domain.services._base import ServiceBase
+from crm_domain.services._ported import PortedService, every
 from crm_domain.services.events import EventName
 
 #: The tag that puts a contact under legal hold: no erasure, no purge.
@@ -76,28 +74,8 @@ class PurgeReport:
     retention_days: int
 
 
-async def _ids(list_page: Callable[[Q], Awaitable[Page[E]]], query: Q) -> list[str]:
-    found: list[str] = []
-    while True:
-        page = await list_page(query)
-        found.extend(item.id for item in page.items)
-        if page.next_cursor is None:
-            return found
-        query = attrs.evolve(query, cursor=page.next_cursor)
-
-
-class LifecycleService:
+class LifecycleService(PortedService):
     """Use cases: erase a contact, purge what retention no longer allows."""
-
-    def __init__(
-        self,
-        gateway: DatabaseGateway,
-        authorizer: Authorizer,
-        recorder: AuditRecorder,
-        clock: Clock,
-        ids: IdFactory,
-    ) -> None:
-        self._base = ServiceBase(gateway, authorizer, recorder, clock, ids)
 
     async def erase(self, ctx: Context, contact_id: str, *, reason: str = "on request") -> Erasure:
         """Delete a contact and everything linked to it; audit the erasure (see module doc)."""
@@ -115,12 +93,12 @@ class LifecycleService:
             if LEGAL_HOLD_TAG in contact.tags:
                 raise Conflict(f"contact {contact_id} is under legal hold and cannot be erased")
             one, most = contact_id, MAX_LIMIT
-            touchpoints = await _ids(
+            touchpoints = await _ids_of(
                 uow.touchpoints.list, TouchpointQuery(contact_id=one, limit=most)
             )
-            bookings = await _ids(uow.bookings.list, BookingQuery(contact_id=one, limit=most))
-            tasks = await _ids(uow.tasks.list, TaskQuery(contact_id=one, limit=most))
-            messages = await _ids(uow.sms.list, SmsQuery(contact_id=one, limit=most))
+            bookings = await _ids_of(uow.bookings.list, BookingQuery(contact_id=one, limit=most))
+            tasks = await _ids_of(uow.tasks.list, TaskQuery(contact_id=one, limit=most))
+            messages = await _ids_of(uow.sms.list, SmsQuery(contact_id=one, limit=most))
             for task_id in tasks:
                 await uow.tasks.delete(task_id)
             for message_id in messages:
@@ -194,6 +172,10 @@ async def _active_since(uow: UnitOfWork, contact_id: str, cutoff: datetime) -> b
         TouchpointQuery(contact_id=contact_id, occurred_from=cutoff, limit=1)
     )
     return bool(bookings.items or touchpoints.items)
+
+
+async def _ids_of(list_page: Callable[[Q], Awaitable[Page[E]]], query: Q) -> list[str]:
+    return [item.id for item in await every(list_page, query)]
 
 
 __all__ = ["LEGAL_HOLD_TAG", "Erasure", "LifecycleService", "PurgeReport"]

@@ -18,20 +18,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
 from rapidfuzz import fuzz
 
-from crm_domain.audit import AuditAction, AuditRecorder
+from crm_domain.audit import AuditAction
 from crm_domain.context import Context
 from crm_domain.entities import Action, Contact, Resource
 from crm_domain.errors import ValidationError
-from crm_domain.pagination import Page
-from crm_domain.policies.rbac import Authorizer
-from crm_domain.ports.clock import Clock, IdFactory
-from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
+from crm_domain.ports.gateway import UnitOfWork
 from crm_domain.queries import (
     MAX_LIMIT,
     BookingQuery,
@@ -42,7 +38,7 @@ from crm_domain.queries import (
     TaskQuery,
     TouchpointQuery,
 )
-from crm_domain.services._base import ServiceBase
+from crm_domain.services._ported import PortedService, every
 from crm_domain.services.events import EventName
 
 #: The least RapidFuzz ``token_sort_ratio`` (0–100) of two full names called similar.
@@ -87,16 +83,6 @@ def full_name(contact: Contact) -> str:
     return f"{contact.first_name} {contact.last_name}".strip().lower()
 
 
-async def _all(list_page: Callable[[Q], Awaitable[Page[E]]], query: Q) -> list[E]:
-    items: list[E] = []
-    while True:
-        page = await list_page(query)
-        items.extend(page.items)
-        if page.next_cursor is None:
-            return items
-        query = attrs.evolve(query, cursor=page.next_cursor)
-
-
 def merged_fields(survivor: Contact, duplicate: Contact) -> dict[str, Any]:
     """The survivor's fields that change when ``duplicate`` merges into it."""
     changes: dict[str, Any] = {}
@@ -119,18 +105,8 @@ def merged_fields(survivor: Contact, duplicate: Contact) -> dict[str, Any]:
     return changes
 
 
-class ContactMergeService:
+class ContactMergeService(PortedService):
     """Use cases: duplicate candidates of a contact, and merging two contacts."""
-
-    def __init__(
-        self,
-        gateway: DatabaseGateway,
-        authorizer: Authorizer,
-        recorder: AuditRecorder,
-        clock: Clock,
-        ids: IdFactory,
-    ) -> None:
-        self._base = ServiceBase(gateway, authorizer, recorder, clock, ids)
 
     async def duplicates(self, ctx: Context, contact_id: str) -> list[DuplicateCandidate]:
         """Likely duplicates of a contact at its location, best first."""
@@ -167,20 +143,20 @@ class ContactMergeService:
             survivor = await uow.contacts.get(survivor_id)
             duplicate = await uow.contacts.get(duplicate_id)
             changes = merged_fields(survivor, duplicate)
-            touchpoints = await _all(
+            touchpoints = await every(
                 uow.touchpoints.list, TouchpointQuery(contact_id=duplicate_id, limit=MAX_LIMIT)
             )
-            bookings = await _all(
+            bookings = await every(
                 uow.bookings.list, BookingQuery(contact_id=duplicate_id, limit=MAX_LIMIT)
             )
-            tasks = await _all(uow.tasks.list, TaskQuery(contact_id=duplicate_id, limit=MAX_LIMIT))
-            messages = await _all(uow.sms.list, SmsQuery(contact_id=duplicate_id, limit=MAX_LIMIT))
-            deliveries = await _all(
+            tasks = await every(uow.tasks.list, TaskQuery(contact_id=duplicate_id, limit=MAX_LIMIT))
+            messages = await every(uow.sms.list, SmsQuery(contact_id=duplicate_id, limit=MAX_LIMIT))
+            deliveries = await every(
                 uow.deliveries.list, DeliveryQuery(contact_id=duplicate_id, limit=MAX_LIMIT)
             )
             kept = {
                 d.campaign_id
-                for d in await _all(
+                for d in await every(
                     uow.deliveries.list, DeliveryQuery(contact_id=survivor_id, limit=MAX_LIMIT)
                 )
             }
@@ -244,10 +220,10 @@ async def find_duplicates(uow: UnitOfWork, contact: Contact) -> list[DuplicateCa
         scores[other.id] = max(scores.get(other.id, 0), score)
 
     if contact.email:
-        for other in await _all(uow.contacts.list, ContactQuery(email=contact.email, limit=50)):
+        for other in await every(uow.contacts.list, ContactQuery(email=contact.email, limit=50)):
             note(other, "same email", 100)
     if contact.phone:
-        for other in await _all(uow.contacts.list, ContactQuery(phone=contact.phone, limit=50)):
+        for other in await every(uow.contacts.list, ContactQuery(phone=contact.phone, limit=50)):
             note(other, "same phone", 100)
     if contact.date_of_birth is not None:
         name = full_name(contact)

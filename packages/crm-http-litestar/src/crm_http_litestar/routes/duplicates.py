@@ -57,8 +57,7 @@ class MergeOut(msgspec.Struct):
 
 
 def _merger(crm: CrmDep) -> ContactMergeService:
-    s = crm.services
-    return ContactMergeService(s.gateway, s.authorizer, s.audit_recorder, s.clock, s.ids)
+    return ContactMergeService.of(crm.services)
 
 
 @get(

@@ -48,8 +48,7 @@ class ErasureOut(msgspec.Struct):
 )
 async def erase_contact(crm: CrmDep, id: FromPath[str]) -> ErasureOut:
     """Erase one contact."""
-    s = crm.services
-    service = LifecycleService(s.gateway, s.authorizer, s.audit_recorder, s.clock, s.ids)
+    service = LifecycleService.of(crm.services)
     erasure = await crm.pipeline.use_case(service.erase(crm.ctx, id))
     return ErasureOut(
         contact_id=erasure.contact_id,

@@ -62,10 +62,7 @@ CSV_COLUMNS: tuple[str, ...] = tuple(ContactOut.__struct_fields__)
 
 
 def _exporter(crm: CrmDep) -> ContactExportService:
-    services = crm.services
-    return ContactExportService(
-        services.gateway, services.authorizer, services.audit_recorder, services.clock, services.ids
-    )
+    return ContactExportService.of(crm.services)
 
 
 def record_out(record: ContactRecord) -> ContactRecordOut:
