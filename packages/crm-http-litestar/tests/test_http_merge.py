@@ -20,7 +20,7 @@ async def two_of_one_person(world: World, location: str = "sydney") -> tuple[Con
     now = world.clock.now()
     tenant = world.locations[location]
     born = date(1990, 1, 31)
-    phone = f"+614{int(ids.new_id()[-6:], 36) % 100_000_000:08d}"
+    phone = f"+61412{int(ids.new_id()[-6:], 36) % 1_000_000:06d}"
     first = Contact(id=ids.new_id(), tenant_id=tenant, first_name="Mia", last_name="Tran",
                     email=f"mia-{ids.new_id().lower()}@example.com", date_of_birth=born,
                     created_at=now, updated_at=now)  # fmt: skip
