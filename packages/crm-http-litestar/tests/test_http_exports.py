@@ -166,3 +166,13 @@ async def test_bulk_export_is_denied_to_reception(world: World) -> None:
     entry = (await world.audit("sydney"))[-1]
     # The route's guard refuses it before the service runs, and audits the request.
     assert (entry.request_path, entry.outcome.value) == ("/api/exports/contacts", "denied")
+
+
+async def test_an_unknown_query_parameter_with_a_nul_is_a_422_not_a_503(world: World) -> None:
+    # Schemathesis found it: the refusal's audit note carried the NUL, which the audit refuses.
+    response = await world.client.get(
+        "/api/contacts/abc/record?x%00y=1", headers=await world.headers("owner")
+    )
+    assert response.status_code == 422
+    entry = (await world.audit("sydney"))[-1]
+    assert entry.detail == "ValidationError: x\\0y"

@@ -31,6 +31,8 @@ TIME_FILTERS = {
     ("/api/admin/audit", "occurred_to"),
     ("/api/admin/audit/export", "occurred_from"),
     ("/api/admin/audit/export", "occurred_to"),
+    ("/api/exports/contacts", "created_from"),
+    ("/api/exports/contacts", "created_to"),
 }
 #: The shape of a 422 for an unknown body field, which query problems share.
 PROBLEM_KEYS = {"status", "title", "detail", "field", "request_id"}

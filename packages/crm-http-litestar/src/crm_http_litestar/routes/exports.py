@@ -15,13 +15,14 @@ import html
 import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from crm_domain.entities import Contact, ContactSource, ContactStatus
 from crm_domain.queries import ContactQuery
 from crm_domain.services.exports import ContactExportService, ContactRecord
 from litestar import Response, Router, get
+from litestar.openapi.spec import Operation
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
@@ -55,6 +56,19 @@ class ContactRecordOut(msgspec.Struct):
     tasks: list[TaskOut]
     messages: list[SmsMessageOut]
     exported_at: datetime
+
+
+def _also(media_type: str, description: str) -> type[Operation]:
+    """An operation whose 200 may also be ``media_type`` (chosen by ``format``)."""
+
+    class _Also(Operation):
+        def to_schema(self) -> dict[str, Any]:
+            schema = super().to_schema()
+            content = schema["responses"]["200"]["content"]
+            content[media_type] = {"schema": {"type": "string", "description": description}}
+            return schema
+
+    return _Also
 
 
 #: Columns of the CSV export, in order (the contact fields of the API).
@@ -132,6 +146,7 @@ def record_html(record: ContactRecordOut) -> str:
         "`format=html` for a printable page. Audited as a READ of `contact_record`.",
     ),
     responses=responses(*READ_ONE_ERRORS),
+    operation_class=_also("text/html", "`format=html`: a printable page"),
 )
 async def contact_record(
     crm: CrmDep, id: FromPath[str], format: FromQuery[Literal["json", "html"]] = "json"
@@ -139,7 +154,7 @@ async def contact_record(
     """A patient's data, as JSON or HTML."""
     record = record_out(await crm.pipeline.use_case(_exporter(crm).record(crm.ctx, id)))
     if format == "html":
-        return Response(record_html(record), media_type="text/html; charset=utf-8")
+        return Response(record_html(record), media_type="text/html")
     return Response(record)
 
 
@@ -176,6 +191,8 @@ async def _encode(
         "before the first byte.",
     ),
     responses=responses(*LIST_ERRORS),
+    media_type="text/csv",
+    operation_class=_also("application/x-ndjson", "`format=jsonl`: one contact per line"),
 )
 async def export_contacts(
     crm: CrmDep,
@@ -199,7 +216,7 @@ async def export_contacts(
         ),
     )
     pages = await pipeline.use_case(_exporter(crm).contacts(crm.ctx, query, export_format=format))
-    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
     return Stream(
         _encode(pages, format),
         media_type=media,
