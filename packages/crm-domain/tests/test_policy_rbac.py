@@ -21,7 +21,7 @@ from crm_domain.policies import (
 
 # The docs/contract.md table, transcribed independently of the implementation.
 CONTRACT_TABLE = """
-contacts     | create read update delete | read update        | create read update | read
+contacts     | create read update delete export | read update | create read update | read
 bookings     | create read update delete | read update        | create read update | read
 tasks        | create read update delete | create read update | create read update | read
 sms          | send read                 | read               | send read          | -

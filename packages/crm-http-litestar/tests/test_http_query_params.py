@@ -32,6 +32,8 @@ TIME_FILTERS = {
     ("/api/admin/audit/export", "occurred_from"),
     ("/api/admin/audit/export", "occurred_to"),
     *((f"/api/reports{ext}", b) for ext in ("", ".svg", ".png", ".csv") for b in ("start", "end")),
+    ("/api/exports/contacts", "created_from"),
+    ("/api/exports/contacts", "created_to"),
 }
 #: The shape of a 422 for an unknown body field, which query problems share.
 PROBLEM_KEYS = {"status", "title", "detail", "field", "request_id"}

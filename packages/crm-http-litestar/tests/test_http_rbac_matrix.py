@@ -134,6 +134,10 @@ async def contacts_read(w: World, loc: str, h: dict[str, str]) -> httpx.Response
     return await w.client.get(f"/api/contacts/{(await _contact(w, loc)).id}", headers=h)
 
 
+async def contacts_export(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
+    return await w.client.get("/api/exports/contacts", headers=h)
+
+
 async def contacts_update(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
     c = await _contact(w, loc)
     return await w.client.patch(f"/api/contacts/{c.id}", headers=h, json={"warmness": 42})
@@ -226,6 +230,7 @@ CASES: dict[tuple[Resource, Action], tuple[Case, int]] = {
     (Resource.CONTACTS, Action.READ): (contacts_read, 200),
     (Resource.CONTACTS, Action.UPDATE): (contacts_update, 200),
     (Resource.CONTACTS, Action.DELETE): (contacts_delete, 204),
+    (Resource.CONTACTS, Action.EXPORT): (contacts_export, 200),
     (Resource.BOOKINGS, Action.CREATE): (bookings_create, 201),
     (Resource.BOOKINGS, Action.READ): (bookings_read, 200),
     (Resource.BOOKINGS, Action.UPDATE): (bookings_update, 200),

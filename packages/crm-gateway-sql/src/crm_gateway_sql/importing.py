@@ -3,44 +3,26 @@
 Rows are plain mappings (a CSV reader's dicts, a JSON array).  Each valid row
 becomes a :class:`~crm_domain.entities.Contact` (email and phone normalised);
 an invalid row is reported with its index, the offending field and why, and is
-never stored.  Valid contacts are stored with ``contacts.add_many`` — COPY on
-PostgreSQL, one prepared ``executemany`` on SQLite — in batches, each batch
-all or nothing in its own unit of work.
+never stored (the row rules are the domain's, :mod:`crm_domain.importing`;
+the import use case with dedupe, resume and audit is
+:class:`crm_domain.services.imports.ContactImportService`).  Valid contacts
+are stored with ``contacts.add_many`` — COPY on PostgreSQL, one prepared
+``executemany`` on SQLite — in batches, each batch all or nothing in its own
+unit of work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import attrs
-from crm_domain.entities import Contact, ContactSource
+from crm_domain.entities import Contact
 from crm_domain.errors import ValidationError
+from crm_domain.importing import COLUMNS, contact_from_row
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
-from crm_domain.values import parse_email, parse_phone
-
-#: Columns an import row may carry.
-COLUMNS = frozenset(
-    {
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "source",
-        "status",
-        "warmness",
-        "tags",
-        "email_opt_in",
-        "sms_opt_in",
-        "service_interest",
-        "date_of_birth",
-        "notes",
-    }
-)
-_TRUE = frozenset({"1", "true", "yes", "y", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "n", "off"})
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -58,76 +40,6 @@ class ImportReport:
 
     imported: int
     errors: tuple[RowError, ...]
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _flag(value: Any, field: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value if value is not None else "").strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValidationError(field, f"{value!r} is not yes/no")
-
-
-def _int(value: Any, field: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ValidationError(field, f"{value!r} is not a whole number") from None
-
-
-def contact_from_row(
-    row: Mapping[str, Any], *, tenant_id: str, contact_id: str, now: datetime
-) -> Contact:
-    """One raw row as a valid contact, or ``ValidationError`` naming the field."""
-    unknown = sorted(set(row) - COLUMNS)
-    if unknown:
-        raise ValidationError(unknown[0], "is not an import column")
-    email = _text(row.get("email"))
-    phone = _text(row.get("phone"))
-    tags = row.get("tags") or ()
-    if isinstance(tags, str):
-        tags = tags.replace(";", ",").split(",")
-    dob = _text(row.get("date_of_birth"))
-    try:
-        birth = date.fromisoformat(dob) if dob else None
-    except ValueError:
-        raise ValidationError("date_of_birth", f"{dob!r} is not YYYY-MM-DD") from None
-    fields: dict[str, Any] = {
-        "id": contact_id,
-        "tenant_id": tenant_id,
-        "first_name": _text(row.get("first_name")) or "",
-        "last_name": _text(row.get("last_name")) or "",
-        "email": None if email is None else parse_email(email),
-        "phone": None if phone is None else parse_phone(phone),
-        "source": _text(row.get("source")) or ContactSource.IMPORT,
-        "tags": tags,
-        "email_opt_in": _flag(row.get("email_opt_in"), "email_opt_in"),
-        "sms_opt_in": _flag(row.get("sms_opt_in"), "sms_opt_in"),
-        "service_interest": _text(row.get("service_interest")),
-        "date_of_birth": birth,
-        "notes": _text(row.get("notes")),
-        "created_at": now,
-        "updated_at": now,
-    }
-    if _text(row.get("status")):
-        fields["status"] = _text(row.get("status"))
-    if row.get("warmness") not in (None, ""):
-        fields["warmness"] = _int(row.get("warmness"), "warmness")
-    if fields["email_opt_in"] or fields["sms_opt_in"]:
-        fields["consent_updated_at"] = now
-    return Contact(**fields)
 
 
 def validate_rows(

@@ -460,6 +460,11 @@ def worker() -> None:
         _run(body)
 
 
+# The data lifecycle commands (import, db backup/restore) live in their own module,
+# which registers them on ``app`` with the helpers above.
+from crm_http_litestar import cli_data  # noqa: E402
+
+
 def main() -> None:
     """Entry point of the ``crm`` script."""
     try:
@@ -469,4 +474,4 @@ def main() -> None:
         sys.exit(1)
 
 
-__all__ = ["app", "main", "verify_all_chains"]
+__all__ = ["app", "cli_data", "main", "verify_all_chains"]

@@ -35,6 +35,8 @@ class Action(enum.StrEnum):
     UPDATE = "update"
     DELETE = "delete"
     SEND = "send"
+    #: Bulk export of a location's records (``contacts:export``: every patient at once).
+    EXPORT = "export"
 
 
 def _to_role(value: object) -> Role:

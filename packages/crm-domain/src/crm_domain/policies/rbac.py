@@ -42,6 +42,7 @@ Grant = tuple[Resource, Action]
 RoleGrants = Mapping[Role, frozenset[Grant]]
 
 _C, _R, _U, _D, _S = Action.CREATE, Action.READ, Action.UPDATE, Action.DELETE, Action.SEND
+_E = Action.EXPORT
 
 
 def _grants(spec: Mapping[Resource, Iterable[Action]]) -> frozenset[Grant]:
@@ -53,7 +54,7 @@ DEFAULT_GRANTS: RoleGrants = MappingProxyType(
     {
         Role.ADMIN: _grants(
             {
-                Resource.CONTACTS: (_C, _R, _U, _D),
+                Resource.CONTACTS: (_C, _R, _U, _D, _E),
                 Resource.BOOKINGS: (_C, _R, _U, _D),
                 Resource.TASKS: (_C, _R, _U, _D),
                 Resource.SMS: (_S, _R),

@@ -30,6 +30,7 @@ from crm_domain.services.commands import (
 )
 from crm_domain.services.contacts import WARMNESS_RECEIPTS, ContactService
 from crm_domain.services.events import EventName
+from crm_domain.services.exports import ContactExportService, ContactRecord
 from crm_domain.services.handlers import (
     WARMNESS_EVENTS,
     DeliverSms,
@@ -39,6 +40,14 @@ from crm_domain.services.handlers import (
     warmness_handlers,
     webhook_handlers,
 )
+from crm_domain.services.imports import (
+    ContactImportService,
+    ImportSummary,
+    Rejection,
+    RejectionSink,
+)
+from crm_domain.services.lifecycle import LEGAL_HOLD_TAG, Erasure, LifecycleService, PurgeReport
+from crm_domain.services.merge import ContactMergeService, DuplicateCandidate, MergePlan
 from crm_domain.services.reports import (
     ALL_LOCATIONS,
     Report,
@@ -59,6 +68,7 @@ from crm_domain.services.webhooks import (
 __all__ = [
     "ALL_LOCATIONS",
     "CANCELLED_BY_SMS",
+    "LEGAL_HOLD_TAG",
     "MAX_BOOKING_LENGTH",
     "OPT_OUT_CONFIRMATION",
     "UNSET",
@@ -74,19 +84,31 @@ __all__ = [
     "Call",
     "CancelBooking",
     "ChainReport",
+    "ContactExportService",
+    "ContactImportService",
+    "ContactMergeService",
+    "ContactRecord",
     "ContactService",
     "CreateBooking",
     "CreateContact",
     "CreateLocation",
     "CreateTask",
     "DeliverSms",
+    "DuplicateCandidate",
+    "Erasure",
     "EventHandler",
     "EventName",
     "ExternalBookingEvent",
+    "ImportSummary",
     "LeadMessage",
+    "LifecycleService",
     "Member",
+    "MergePlan",
     "NoAccess",
     "PersonDetails",
+    "PurgeReport",
+    "Rejection",
+    "RejectionSink",
     "Report",
     "ReportAnswer",
     "ReportLocation",

@@ -38,6 +38,9 @@ class EventName(enum.StrEnum):
     MEMBERSHIP_DEACTIVATED = "MembershipDeactivated"
     IP_RULE_ADDED = "IpRuleAdded"
     IP_RULE_REMOVED = "IpRuleRemoved"
+    CONTACTS_IMPORTED = "ContactsImported"
+    CONTACTS_MERGED = "ContactsMerged"
+    CONTACT_ERASED = "ContactErased"
 
 
 __all__ = ["EventName"]

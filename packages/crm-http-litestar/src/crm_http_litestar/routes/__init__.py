@@ -8,6 +8,9 @@ from crm_http_litestar.routes.admin import admin_router
 from crm_http_litestar.routes.auth import auth_router
 from crm_http_litestar.routes.bookings import bookings_router
 from crm_http_litestar.routes.contacts import contacts_router
+from crm_http_litestar.routes.duplicates import duplicates_router
+from crm_http_litestar.routes.erasure import erasure_router
+from crm_http_litestar.routes.exports import exports_router
 from crm_http_litestar.routes.health import health
 from crm_http_litestar.routes.reports import reports_router
 from crm_http_litestar.routes.sms import sms_router
@@ -27,6 +30,9 @@ def all_routes() -> list[ControllerRouterHandler]:
         reports_router(),
         sms_router(),
         webhooks_router(),
+        exports_router(),
+        duplicates_router(),
+        erasure_router(),
     ]
 
 
