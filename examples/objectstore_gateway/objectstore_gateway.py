@@ -358,9 +358,11 @@ class ObjectStoreTableStore:
         await self._update(table, row)
         return True
 
-    async def patch(self, table: str, key: Hashable, changes: Mapping[str, Any]) -> bool:
+    async def patch(
+        self, table: str, key: Hashable, changes: Mapping[str, Any], tenant: str | None = None
+    ) -> bool:
         """Set some attributes of a row (commit checks the version read)."""
-        row = await self.get(table, key)
+        row = await self.get(table, key, tenant)
         if row is None:
             return False
         await self._update(table, attrs.evolve(row, **changes))

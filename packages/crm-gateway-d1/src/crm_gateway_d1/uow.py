@@ -397,9 +397,11 @@ class D1Store:
         await self._update(table, row)
         return True
 
-    async def patch(self, table: str, key: Hashable, changes: Mapping[str, Any]) -> bool:
+    async def patch(
+        self, table: str, key: Hashable, changes: Mapping[str, Any], tenant: str | None = None
+    ) -> bool:
         """Buffer an update of some attributes (the whole row: a batch is atomic anyway)."""
-        row = await self._get(table, _as_key(table, key))
+        row = await self._scoped(table, _as_key(table, key), tenant)
         if row is None:
             return False
         await self._update(table, attrs.evolve(row, **changes))

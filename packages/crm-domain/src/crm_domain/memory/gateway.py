@@ -118,10 +118,12 @@ class MemoryTableStore:
         self.tx.update(table, row)
         return True
 
-    async def patch(self, table: str, key: Hashable, changes: Mapping[str, Any]) -> bool:
+    async def patch(
+        self, table: str, key: Hashable, changes: Mapping[str, Any], tenant: str | None = None
+    ) -> bool:
         """Set some attributes of a row."""
         row = self._tx().get(table, key)
-        if row is None:
+        if row is None or (tenant is not None and row.tenant_id != tenant):
             return False
         self.tx.update(table, attrs.evolve(row, **changes))
         return True

@@ -94,8 +94,11 @@ class TableStore(Protocol):
         """
         ...
 
-    async def patch(self, table: str, key: Hashable, changes: Mapping[str, Any]) -> bool:
-        """Set only the attributes in ``changes`` of one row; ``False`` when there is none.
+    async def patch(
+        self, table: str, key: Hashable, changes: Mapping[str, Any], tenant: str | None = None
+    ) -> bool:
+        """Set only the attributes in ``changes`` of one row (of ``tenant`` when given);
+        ``False`` when there is none.
 
         A concurrent write to other attributes of the row is not lost (a SQL
         ``UPDATE … SET`` of those columns).
