@@ -47,24 +47,8 @@ from codec import decode, encode
 from crm_domain.audit_chain import chained
 from crm_domain.entities import (
     AuditEntry,
-    AutomationRule,
-    Booking,
-    CampaignDelivery,
-    Contact,
-    EmailCampaign,
-    IdempotencyRecord,
-    IpRule,
-    Location,
-    Membership,
     OutboxMessage,
     OutboxStatus,
-    Permission,
-    Session,
-    SmsMessage,
-    StaffUser,
-    Task,
-    Touchpoint,
-    WebhookReceipt,
 )
 from crm_domain.errors import Conflict, NotFound, Unavailable, ValidationError
 from crm_domain.pagination import Page
@@ -72,31 +56,11 @@ from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.queries import AuditQuery, ListQuery, matches
 from crm_domain.relations import AUDIT_KIND, TABLES, ForeignKey, still_referenced
 from crm_domain.relations import Table as Rules
-from crm_domain.storage import StoredUnitOfWork, matching, page_of
+from crm_domain.storage import ENTITIES, StoredUnitOfWork, failed, is_due, leased, matching, page_of
 from objectstore import InMemoryObjectStore, ObjectStore, Version, VersionMismatch
 
 if TYPE_CHECKING:
     from crm_domain.storage import TableStore
-
-#: The entity class stored in each table of the reference rules.
-ENTITIES: dict[str, type[Any]] = {
-    "locations": Location,
-    "users": StaffUser,
-    "memberships": Membership,
-    "permissions": Permission,
-    "sessions": Session,
-    "webhook_receipts": WebhookReceipt,
-    "ip_rules": IpRule,
-    "contacts": Contact,
-    "campaigns": EmailCampaign,
-    "touchpoints": Touchpoint,
-    "bookings": Booking,
-    "tasks": Task,
-    "sms": SmsMessage,
-    "deliveries": CampaignDelivery,
-    "automations": AutomationRule,
-    "idempotency": IdempotencyRecord,
-}
 
 #: How often a commit re-links its audit entries after losing the race for a chain's head.
 CHAIN_RETRIES = 50
@@ -458,17 +422,15 @@ class ObjectStoreTableStore:
             if found is None:
                 continue
             message = decode(OutboxMessage, found[0])
-            if message.status is not OutboxStatus.PENDING or message.available_at > now:
+            if not is_due(message, now):
                 continue
-            if message.claimed_until is not None and message.claimed_until >= now:
-                continue
-            leased = attrs.evolve(message, attempts=message.attempts + 1, claimed_until=until)
+            lease = leased(message, until)
             try:
-                await self._store.put_many({key: encode(leased)}, {key: found[1]})
+                await self._store.put_many({key: encode(lease)}, {key: found[1]})
             except VersionMismatch:
                 continue  # another consumer leased it first
-            self._leases[key] = (found[0], leased)
-            claimed.append(leased)
+            self._leases[key] = (found[0], lease)
+            claimed.append(lease)
         return claimed
 
     async def _outbox_get(self, event_id: str) -> tuple[str, OutboxMessage | None]:
@@ -493,14 +455,7 @@ class ObjectStoreTableStore:
         key, message = await self._outbox_get(event_id)
         if message is None:
             return False
-        failed = attrs.evolve(
-            message,
-            status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
-            available_at=retry_at,
-            claimed_until=None,
-            last_error=error,
-        )
-        self.write(key, encode(failed))
+        self.write(key, encode(failed(message, error, retry_at, dead=dead)))
         return True
 
     async def outbox_list(self, status: OutboxStatus, limit: int) -> Sequence[OutboxMessage]:
@@ -594,9 +549,9 @@ class ObjectStoreTableStore:
         """Discard the buffer and give back outbox leases taken by this unit of work."""
         self._clear()
         leases, self._leases = self._leases, {}
-        for key, (previous, leased) in leases.items():
+        for key, (previous, lease) in leases.items():
             found = await self._store.get(key)
-            if found is not None and decode(OutboxMessage, found[0]) == leased:
+            if found is not None and decode(OutboxMessage, found[0]) == lease:
                 # If someone took the lapsed lease meanwhile, it is theirs now.
                 with contextlib.suppress(VersionMismatch):
                     await self._store.put_many({key: previous}, {key: found[1]})

@@ -56,24 +56,8 @@ import sqlalchemy as sa
 from crm_domain.audit_chain import chained
 from crm_domain.entities import (
     AuditEntry,
-    AutomationRule,
-    Booking,
-    CampaignDelivery,
-    Contact,
-    EmailCampaign,
-    IdempotencyRecord,
-    IpRule,
-    Location,
-    Membership,
     OutboxMessage,
     OutboxStatus,
-    Permission,
-    Session,
-    SmsMessage,
-    StaffUser,
-    Task,
-    Touchpoint,
-    WebhookReceipt,
 )
 from crm_domain.errors import Conflict, NotFound, Unavailable, ValidationError
 from crm_domain.metrics import allowed_dimensions
@@ -83,7 +67,7 @@ from crm_domain.queries import AuditQuery, ListQuery, matches
 from crm_domain.relations import AUDIT_KIND, still_referenced
 from crm_domain.relations import TABLES as RULES
 from crm_domain.relations import Table as Rules
-from crm_domain.storage import StoredUnitOfWork, page_of
+from crm_domain.storage import ENTITIES, StoredUnitOfWork, failed, key_attributes, page_of
 from crm_gateway_sql import analytics as sql_analytics
 from crm_gateway_sql import mapping, schema
 from crm_gateway_sql import statements as st
@@ -101,26 +85,6 @@ CHAIN_LOCK_TIMEOUT = 10.0
 
 #: How often a commit re-links its audit entries after losing a race for the chain head.
 CHAIN_RETRIES = 5
-
-#: The entity stored in each table of the reference rules (the outbox is handled apart).
-ENTITIES: dict[str, type[Any]] = {
-    "locations": Location,
-    "users": StaffUser,
-    "memberships": Membership,
-    "permissions": Permission,
-    "sessions": Session,
-    "webhook_receipts": WebhookReceipt,
-    "ip_rules": IpRule,
-    "contacts": Contact,
-    "campaigns": EmailCampaign,
-    "touchpoints": Touchpoint,
-    "bookings": Booking,
-    "tasks": Task,
-    "sms": SmsMessage,
-    "deliveries": CampaignDelivery,
-    "automations": AutomationRule,
-    "idempotency": IdempotencyRecord,
-}
 
 #: Rows whose primary key is buffered as deleted.
 DELETED: Any = object()
@@ -161,18 +125,11 @@ def _show(key: Key) -> str:
     return repr(key[0]) if len(key) == 1 else repr(key)
 
 
-#: The columns of the composite keys of :data:`crm_domain.relations.TABLES`, in their order.
-_RELATION_KEYS = {
-    "webhook_receipts": ("source", "event_id"),
-    "idempotency": ("tenant_id", "key", "user_id"),
-}
-
-
 def _as_key(table: str, key: Hashable) -> Key:
     """A relations primary key as this module's key (the schema's primary key columns)."""
     if not isinstance(key, tuple):
         return (key,)
-    values = dict(zip(_RELATION_KEYS[table], key, strict=True))
+    values = dict(zip(key_attributes(table), key, strict=True))
     return tuple(values[c] for c in _pk_columns(table))
 
 
@@ -729,7 +686,7 @@ class D1Store:
     ) -> Sequence[OutboxMessage]:
         """Lease due pending messages in D1 now (one atomic ``UPDATE … RETURNING``)."""
         lease = mapping.to_micros(until)
-        rows = await self.fetch(_claim(mapping.to_micros(now), lease, limit))
+        rows = await self.fetch(st.outbox_claim(mapping.to_micros(now), lease, limit))
         claimed = [mapping.outbox_from_row(r) for r in rows]
         for message in claimed:
             self._leases[message.event.id] = lease
@@ -769,20 +726,12 @@ class D1Store:
         message = await self._outbox_get(event_id)
         if message is None:
             return False
-        self._outbox_buffer(
-            attrs.evolve(
-                message,
-                status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
-                available_at=retry_at,
-                claimed_until=None,
-                last_error=error,
-            )
-        )
+        self._outbox_buffer(failed(message, error, retry_at, dead=dead))
         return True
 
     async def outbox_list(self, status: OutboxStatus, limit: int) -> Sequence[OutboxMessage]:
         """Messages in one status, oldest event first, buffered changes applied."""
-        statement = _by_status(status.value, limit + len(self._outbox))
+        statement = st.outbox_by_status(status.value, limit + len(self._outbox))
         messages = {
             m.event.id: m for m in (mapping.outbox_from_row(r) for r in await self.fetch(statement))
         }
@@ -860,54 +809,6 @@ class D1Store:
             await self._client.batch(
                 [to_d1(_release(event_id, until)) for event_id, until in leases.items()]
             )
-
-
-def _claim(now: int, until: int, limit: int) -> Statement:
-    """Lease due pending messages and count the attempt, oldest event first."""
-    t = schema.outbox
-    key = ("d1_outbox_claim",)
-
-    def build() -> sa.Executable:
-        due = (
-            sa.select(t.c.event_id)
-            .where(
-                t.c.status == "pending",
-                t.c.available_at <= sa.bindparam("k_now"),
-                sa.or_(t.c.claimed_until.is_(None), t.c.claimed_until < sa.bindparam("k_now")),
-            )
-            .order_by(t.c.event_id)
-            .limit(sa.bindparam("limit", type_=sa.Integer))
-            .scalar_subquery()
-        )
-        return (
-            t.update()
-            .where(t.c.event_id.in_(due))
-            .values(
-                claimed_until=sa.bindparam("v_until", type_=sa.BigInteger),
-                attempts=t.c.attempts + 1,
-            )
-            .returning(*t.c)
-        )
-
-    return Statement(
-        key, st.cached(key, build), {"k_now": now, "v_until": until, "limit": limit}, True
-    )
-
-
-def _by_status(status: str, limit: int) -> Statement:
-    """Messages in one status, oldest event (lowest id) first."""
-    t = schema.outbox
-    key = ("d1_outbox_by_status",)
-
-    def build() -> sa.Executable:
-        return (
-            sa.select(t)
-            .where(t.c.status == sa.bindparam("k_status"))
-            .order_by(t.c.event_id)
-            .limit(sa.bindparam("limit", type_=sa.Integer))
-        )
-
-    return Statement(key, st.cached(key, build), {"k_status": status, "limit": limit})
 
 
 def _release(event_id: str, until: int) -> Statement:

@@ -35,6 +35,7 @@ from crm_domain.pagination import Page, page_from_rows
 from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.queries import AuditQuery, ListQuery
 from crm_domain.relations import AUDIT_KIND, restricting, still_referenced
+from crm_domain.storage import ENTITIES, key_attributes
 
 from crm_gateway_sql import schema
 from crm_gateway_sql import statements as st
@@ -42,7 +43,6 @@ from crm_gateway_sql.analytics import compute
 from crm_gateway_sql.errors import DuplicateKey, StillReferenced
 from crm_gateway_sql.mapping import (
     RELATION_TABLES,
-    TABLES,
     audit_entry_from_row,
     chain_key,
     column_value,
@@ -67,18 +67,12 @@ class _Table:
 
     def __init__(self, name: str, table: sa.Table) -> None:
         self.sa = table
-        self.entity = next(cls for cls, t in TABLES.items() if t is table)
+        self.entity = ENTITIES[name]
         self.tenant_owned = st.is_tenant_table(table)
         self.columns = tuple(c.name for c in table.columns)
         #: The columns of the relations' primary key, in its order.
-        self.key_columns = _RELATION_KEYS.get(name, ("id",))
+        self.key_columns = key_attributes(name)
 
-
-#: The columns of the composite keys of :data:`crm_domain.relations.TABLES`, in their order.
-_RELATION_KEYS = {
-    "webhook_receipts": ("source", "event_id"),
-    "idempotency": ("tenant_id", "key", "user_id"),
-}
 
 _TABLES = {name: _Table(name, table) for name, table in RELATION_TABLES.items()}
 

@@ -3,7 +3,7 @@
 Its :class:`MemoryTableStore` is the reference
 :class:`~crm_domain.storage.TableStore`: every other store must behave like it
 (the conformance kit :mod:`crm_domain.testing` checks it).  The repositories
-and their rules are :mod:`crm_domain.storage.repositories`', shared by every
+and their rules are :mod:`crm_domain.storage.repositories`, shared by every
 gateway; what is particular to this store is in :mod:`crm_domain.memory._store`:
 
 **Units of work** are read committed: changes are invisible to others until
@@ -33,7 +33,15 @@ from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import AuditQuery, ListQuery, matches
 from crm_domain.relations import TABLES
-from crm_domain.storage import StoredUnitOfWork, TableStore, matching, page_of
+from crm_domain.storage import (
+    StoredUnitOfWork,
+    TableStore,
+    failed,
+    is_due,
+    leased,
+    matching,
+    page_of,
+)
 
 #: How long an audit append waits for another unit of work holding the same chain.
 CHAIN_LOCK_TIMEOUT = 10.0
@@ -214,16 +222,12 @@ class MemoryTableStore:
             if len(claimed) >= limit:
                 break
             owner = tx.store.claimed_by.get(message.event.id)
-            if owner is not None and owner is not tx:
+            if (owner is not None and owner is not tx) or not is_due(message, now):
                 continue
-            if message.available_at > now:
-                continue
-            if message.claimed_until is not None and message.claimed_until >= now:
-                continue
-            leased = attrs.evolve(message, attempts=message.attempts + 1, claimed_until=until)
-            tx.update("outbox", leased)
+            lease = leased(message, until)
+            tx.update("outbox", lease)
             tx.store.claimed_by[message.event.id] = tx
-            claimed.append(copy.deepcopy(leased))
+            claimed.append(copy.deepcopy(lease))
         return claimed
 
     async def outbox_complete(self, event_ids: Sequence[str]) -> bool:
@@ -245,14 +249,7 @@ class MemoryTableStore:
         message = tx.get("outbox", event_id)
         if message is None:
             return False
-        failed = attrs.evolve(
-            message,
-            status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
-            available_at=retry_at,
-            claimed_until=None,
-            last_error=error,
-        )
-        tx.update("outbox", failed)
+        tx.update("outbox", failed(message, error, retry_at, dead=dead))
         return True
 
     async def outbox_list(self, status: OutboxStatus, limit: int) -> Sequence[OutboxMessage]:

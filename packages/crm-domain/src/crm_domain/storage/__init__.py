@@ -16,7 +16,26 @@ A gateway is then a factory of table stores: ``unit_of_work(tenant)`` returns
 """
 
 from crm_domain.storage.repositories import StoredUnitOfWork, TableRepository
-from crm_domain.storage.rows import matching, page_of
+from crm_domain.storage.rows import (
+    ENTITIES,
+    failed,
+    is_due,
+    key_attributes,
+    leased,
+    matching,
+    page_of,
+)
 from crm_domain.storage.store import TableStore
 
-__all__ = ["StoredUnitOfWork", "TableRepository", "TableStore", "matching", "page_of"]
+__all__ = [
+    "ENTITIES",
+    "StoredUnitOfWork",
+    "TableRepository",
+    "TableStore",
+    "failed",
+    "is_due",
+    "key_attributes",
+    "leased",
+    "matching",
+    "page_of",
+]
