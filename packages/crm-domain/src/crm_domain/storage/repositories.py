@@ -265,7 +265,8 @@ class SessionRepository(_Part):
         return cast("Session", row)
 
     async def _set(self, session_id: str, changes: Mapping[str, datetime]) -> None:
-        # Only the one column: a touch racing a revoke must not bring the session back.
+        # Only the one column (a SQL store sets just it): a touch racing a revoke
+        # must not bring the session back.
         if not await self._store.patch("sessions", session_id, changes):
             raise NotFound(f"session {session_id!r} not found")
 

@@ -100,8 +100,9 @@ class TableStore(Protocol):
         """Set only the attributes in ``changes`` of one row (of ``tenant`` when given);
         ``False`` when there is none.
 
-        A concurrent write to other attributes of the row is not lost (a SQL
-        ``UPDATE … SET`` of those columns).
+        A SQL store sets only those columns (``UPDATE … SET``), so a concurrent
+        write to other attributes is not lost; a store may also read the row
+        and write it whole.
         """
         ...
 
