@@ -44,7 +44,6 @@ from urllib.parse import quote, unquote
 
 import attrs
 from codec import decode, encode
-from crm_domain.audit_chain import chained
 from crm_domain.entities import (
     AuditEntry,
     OutboxMessage,
@@ -56,7 +55,16 @@ from crm_domain.ports.analytics import MetricQuery, MetricRow
 from crm_domain.queries import AuditQuery, ListQuery, matches
 from crm_domain.relations import AUDIT_KIND, TABLES, ForeignKey, still_referenced
 from crm_domain.relations import Table as Rules
-from crm_domain.storage import ENTITIES, StoredUnitOfWork, failed, is_due, leased, matching, page_of
+from crm_domain.storage import (
+    ENTITIES,
+    StoredUnitOfWork,
+    failed,
+    is_due,
+    leased,
+    matching,
+    page_of,
+    relink,
+)
 from objectstore import InMemoryObjectStore, ObjectStore, Version, VersionMismatch
 
 if TYPE_CHECKING:
@@ -473,10 +481,11 @@ class ObjectStoreTableStore:
         for entry in reversed(self._audit):
             if entry.tenant_id == tenant:
                 return entry
+        return await self._committed_head(tenant)
+
+    async def _committed_head(self, tenant: str | None) -> AuditEntry | None:
         keys = await self._store.list(_chain_prefix(tenant))
-        if not keys:
-            return None
-        found = await self._store.get(keys[-1])
+        found = await self._store.get(keys[-1]) if keys else None
         return None if found is None else decode(AuditEntry, found[0])
 
     async def chain_entries(self, tenant: str | None) -> list[AuditEntry]:
@@ -499,19 +508,6 @@ class ObjectStoreTableStore:
             expect[f"a-id/{_part(entry.id)}"] = None
         return writes, expect
 
-    async def _relink(self) -> None:
-        heads: dict[str | None, AuditEntry | None] = {}
-        relinked = []
-        for entry in self._audit:
-            if entry.tenant_id not in heads:
-                keys = await self._store.list(_chain_prefix(entry.tenant_id))
-                found = await self._store.get(keys[-1]) if keys else None
-                heads[entry.tenant_id] = None if found is None else decode(AuditEntry, found[0])
-            stored = chained(entry, heads[entry.tenant_id])
-            heads[entry.tenant_id] = stored
-            relinked.append(stored)
-        self._audit = relinked
-
     # -- commit -------------------------------------------------------------------------
 
     async def commit(self) -> None:
@@ -533,7 +529,7 @@ class ObjectStoreTableStore:
                         raise Conflict(
                             f"changed by a concurrent unit of work: {', '.join(exc.keys)}"
                         ) from None
-                    await self._relink()
+                    self._audit = await relink(self._audit, self._committed_head)
         except BaseException:
             await self.rollback()
             raise

@@ -53,7 +53,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 import sqlalchemy as sa
-from crm_domain.audit_chain import chained
 from crm_domain.entities import (
     AuditEntry,
     OutboxMessage,
@@ -67,7 +66,14 @@ from crm_domain.queries import AuditQuery, ListQuery, matches
 from crm_domain.relations import AUDIT_KIND, still_referenced
 from crm_domain.relations import TABLES as RULES
 from crm_domain.relations import Table as Rules
-from crm_domain.storage import ENTITIES, StoredUnitOfWork, failed, key_attributes, page_of
+from crm_domain.storage import (
+    ENTITIES,
+    StoredUnitOfWork,
+    failed,
+    key_attributes,
+    page_of,
+    relink,
+)
 from crm_gateway_sql import analytics as sql_analytics
 from crm_gateway_sql import mapping, schema
 from crm_gateway_sql import statements as st
@@ -590,8 +596,7 @@ class D1Store:
         for entry in reversed(self._audit):
             if entry.tenant_id == chain:
                 return entry
-        rows = await self.fetch(st.audit_head(chain))
-        return mapping.from_row(AuditEntry, rows[0]) if rows else None
+        return await self._committed_head(chain)
 
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
         """Buffer linked entries after checking their ids and location (one request)."""
@@ -656,18 +661,9 @@ class D1Store:
         entries += [e for e in self._buffered(chain) if e.sequence > after_sequence]
         return entries[:limit]
 
-    async def _relink_audit(self) -> None:
-        """Re-read each chain's head and re-link the buffered entries after it."""
-        heads: dict[str | None, AuditEntry | None] = {}
-        for chain in dict.fromkeys(e.tenant_id for e in self._audit):
-            rows = await self.fetch(st.audit_head(chain))
-            heads[chain] = mapping.from_row(AuditEntry, rows[0]) if rows else None
-        relinked = []
-        for entry in self._audit:
-            stored = chained(entry, heads[entry.tenant_id])
-            heads[entry.tenant_id] = stored
-            relinked.append(stored)
-        self._audit = relinked
+    async def _committed_head(self, chain: str | None) -> AuditEntry | None:
+        rows = await self.fetch(st.audit_head(chain))
+        return mapping.from_row(AuditEntry, rows[0]) if rows else None
 
     # -- outbox ------------------------------------------------------------------
 
@@ -784,7 +780,7 @@ class D1Store:
                     race = "hipaa_audit_log.chain" in exc.message and bool(self._audit)
                     if not race or attempt == CHAIN_RETRIES:
                         raise
-                    await self._relink_audit()
+                    self._audit = await relink(self._audit, self._committed_head)
         except BaseException:
             await self.rollback()
             raise

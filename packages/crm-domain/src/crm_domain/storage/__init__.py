@@ -24,6 +24,7 @@ from crm_domain.storage.rows import (
     leased,
     matching,
     page_of,
+    relink,
 )
 from crm_domain.storage.store import TableStore
 
@@ -38,4 +39,5 @@ __all__ = [
     "leased",
     "matching",
     "page_of",
+    "relink",
 ]

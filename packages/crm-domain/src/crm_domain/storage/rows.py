@@ -7,13 +7,15 @@ as entities.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
 
+from crm_domain.audit_chain import chained
 from crm_domain.entities import (
+    AuditEntry,
     AutomationRule,
     Booking,
     CampaignDelivery,
@@ -108,4 +110,31 @@ def failed(message: OutboxMessage, error: str, retry_at: datetime, *, dead: bool
     )
 
 
-__all__ = ["ENTITIES", "failed", "is_due", "key_attributes", "leased", "matching", "page_of"]
+async def relink(
+    entries: Sequence[AuditEntry],
+    committed_head: Callable[[str | None], Awaitable[AuditEntry | None]],
+) -> list[AuditEntry]:
+    """Buffered audit entries linked again after their chains' committed heads.
+
+    For a store without a chain lock across processes (D1, an object store):
+    a commit that lost the race for the next sequence re-reads each chain's
+    head with ``committed_head`` and tries again with these.
+    """
+    heads = {chain: await committed_head(chain) for chain in {e.tenant_id for e in entries}}
+    out = []
+    for entry in entries:
+        heads[entry.tenant_id] = stored = chained(entry, heads[entry.tenant_id])
+        out.append(stored)
+    return out
+
+
+__all__ = [
+    "ENTITIES",
+    "failed",
+    "is_due",
+    "key_attributes",
+    "leased",
+    "matching",
+    "page_of",
+    "relink",
+]
