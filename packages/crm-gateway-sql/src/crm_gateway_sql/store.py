@@ -77,6 +77,13 @@ class _Table:
 _TABLES = {name: _Table(name, table) for name, table in RELATION_TABLES.items()}
 
 
+def _key_where(t: _Table, key: Hashable, tenant: str | None) -> tuple[str | None, dict[str, Any]]:
+    """The tenant scope and the column equalities selecting the row with ``key``."""
+    equal = dict(zip(t.key_columns, key if isinstance(key, tuple) else (key,), strict=True))
+    scope = equal.pop("tenant_id", tenant) if t.tenant_owned else None
+    return scope, equal
+
+
 def _count(rows: Sequence[Mapping[str, Any]]) -> int:
     return int(next(iter(rows[0].values())))
 
@@ -98,12 +105,11 @@ class SqlTableStore:
         """One ``SELECT`` by primary key (scoped to ``tenant`` when given)."""
         t = _TABLES[table]
         if isinstance(key, tuple):
-            equal = dict(zip(t.key_columns, key, strict=True))
-            scope = equal.pop("tenant_id", tenant) if t.tenant_owned else None
+            scope, equal = _key_where(t, key, tenant)
             if tenant is not None and scope != tenant:
                 return None
             statement = st.select_where(t.sa, scope, equal, order_by=t.key_columns[-1])
-        else:
+        else:  # the point read: one cached statement shape
             statement = st.get(t.sa, tenant if t.tenant_owned else None, str(key))
         rows = await self.session.fetch(statement)
         return from_row(t.entity, rows[0]) if rows else None
@@ -169,9 +175,8 @@ class SqlTableStore:
         """``UPDATE … SET`` only the changed columns: whether the row was there."""
         t = _TABLES[table]
         values = {c: column_value(v) for c, v in changes.items()}
-        scope = tenant if t.tenant_owned else None
-        statement = st.update_columns(t.sa, scope, {"id": key}, values)
-        return await self.session.execute(statement) > 0
+        scope, equal = _key_where(t, key, tenant)
+        return await self.session.execute(st.update_columns(t.sa, scope, equal, values)) > 0
 
     async def delete(self, table: str, key: Hashable, tenant: str | None = None) -> bool:
         """One ``DELETE``; the schema's foreign keys restrict, cascade or clear references.
@@ -181,10 +186,12 @@ class SqlTableStore:
         restricting key (run only once the database has refused).
         """
         t = _TABLES[table]
+        if isinstance(key, tuple):
+            statement = st.delete_where(t.sa, *_key_where(t, key, tenant))
+        else:
+            statement = st.delete(t.sa, tenant if t.tenant_owned else None, str(key))
         try:
-            changed = await self.session.execute(
-                st.delete(t.sa, tenant if t.tenant_owned else None, str(key))
-            )
+            changed = await self.session.execute(statement)
         except StillReferenced:
             raise await self._still_referenced(table, str(key)) from None
         return changed > 0
