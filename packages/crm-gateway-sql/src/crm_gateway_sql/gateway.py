@@ -8,7 +8,8 @@ this package.  Nothing connects until the first unit of work runs a statement.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
 from crm_domain.errors import Unavailable, ValidationError
@@ -28,6 +29,28 @@ class SqlUnitOfWork(StoredUnitOfWork):
         super().__init__(SqlTableStore(session, tenant_id), tenant_id)
         #: The session running this unit of work's statements.
         self.session = session
+
+    # The transaction goes straight to the session: every request opens and
+    # ends a unit of work, and each coroutine layer shows in a point read.
+
+    async def commit(self) -> None:
+        """Make every change durable, atomically."""
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        """Discard every change."""
+        await self.session.rollback()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.session.rollback()
 
 
 class SqlGateway:

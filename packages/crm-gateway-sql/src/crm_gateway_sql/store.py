@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from crm_domain.entities import AuditEntry, OutboxMessage, OutboxStatus
@@ -91,6 +91,8 @@ def _count(rows: Sequence[Mapping[str, Any]]) -> int:
 class SqlTableStore:
     """One unit of work's table store: statements run in ``session``'s transaction."""
 
+    __slots__ = ("session", "tenant_id")
+
     def __init__(self, session: SqlSession, tenant_id: str | None) -> None:
         self.session = session
         #: The unit of work's location: a refused delete counts its references in it.
@@ -110,7 +112,7 @@ class SqlTableStore:
                 return None
             statement = st.select_where(t.sa, scope, equal, order_by=t.key_columns[-1])
         else:  # the point read: one cached statement shape
-            statement = st.get(t.sa, tenant if t.tenant_owned else None, str(key))
+            statement = st.get(t.sa, tenant if t.tenant_owned else None, cast("str", key))
         rows = await self.session.fetch(statement)
         return from_row(t.entity, rows[0]) if rows else None
 

@@ -129,7 +129,7 @@ class TableStore(Protocol):
     async def lock_chain(self, chain: str | None) -> None:
         """Hold ``chain``'s append lock until the transaction ends.
 
-        ``Unavailable`` when it cannot be had in time.
+        ``Unavailable`` when it cannot be had in time, or the store is closed.
         """
         ...
 
