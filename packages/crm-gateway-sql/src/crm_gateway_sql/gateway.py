@@ -8,7 +8,6 @@ this package.  Nothing connects until the first unit of work runs a statement.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
@@ -43,14 +42,6 @@ class SqlUnitOfWork(StoredUnitOfWork):
 
     async def __aenter__(self) -> Self:
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.session.rollback()
 
 
 class SqlGateway:
