@@ -8,8 +8,10 @@ Public API:
 * :mod:`crm_gateway_sql.statements` — Core statements per repository operation,
   built without a connection, and :func:`~crm_gateway_sql.statements.compile_sqlite`;
 * :mod:`crm_gateway_sql.mapping` — rows ⇄ entities (``make_sql_converter``);
+* :mod:`crm_gateway_sql.store` — :class:`~crm_gateway_sql.store.SqlTableStore`, the
+  :class:`~crm_domain.storage.TableStore` the shared repositories run on;
 * :mod:`crm_gateway_sql.session` — the :class:`~crm_gateway_sql.session.SqlSession`
-  Protocol the repositories run on (another SQLite-speaking engine can reuse them);
+  Protocol the store runs on (another SQLite-speaking engine can reuse it);
 * :mod:`crm_gateway_sql.audit` (``verify``), :mod:`crm_gateway_sql.outbox`
   (``OutboxRelay``), :mod:`crm_gateway_sql.importing` (validated bulk import).
 """

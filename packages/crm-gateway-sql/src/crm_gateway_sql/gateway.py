@@ -8,147 +8,29 @@ this package.  Nothing connects until the first unit of work runs a statement.
 
 from __future__ import annotations
 
-import functools
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
-from crm_domain.entities import (
-    AutomationRule,
-    Booking,
-    CampaignDelivery,
-    Contact,
-    EmailCampaign,
-    IpRule,
-    Location,
-    Membership,
-    SmsMessage,
-    StaffUser,
-    Task,
-    Touchpoint,
-)
 from crm_domain.errors import Unavailable, ValidationError
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
-from crm_domain.queries import (
-    AutomationQuery,
-    CampaignQuery,
-    DeliveryQuery,
-    SmsQuery,
-    TaskQuery,
-    TouchpointQuery,
-)
+from crm_domain.storage import StoredUnitOfWork
 
-from crm_gateway_sql import repositories as repo
-from crm_gateway_sql import schema
 from crm_gateway_sql.postgres import DEFAULT_APP_ROLE, PostgresDatabase
 from crm_gateway_sql.session import SqlSession
 from crm_gateway_sql.sqlite import SqliteDatabase
+from crm_gateway_sql.store import SqlTableStore
 
 
-class SqlUnitOfWork:
-    """One transaction over every repository; rolls back unless committed."""
+class SqlUnitOfWork(StoredUnitOfWork):
+    """One transaction: the shared repositories over a :class:`SqlTableStore`."""
 
     def __init__(self, session: SqlSession, tenant_id: str | None) -> None:
-        self.tenant_id = tenant_id
+        super().__init__(SqlTableStore(session, tenant_id), tenant_id)
+        #: The session running this unit of work's statements.
         self.session = session
 
-    # Repositories are made on first use: a request touches two or three of the
-    # nineteen, and building all of them was a measurable share of a point read.
-
-    @functools.cached_property
-    def locations(self) -> repo.LocationRepository:
-        """Locations (global)."""
-        return repo.LocationRepository(self, Location, schema.locations, "location")
-
-    @functools.cached_property
-    def users(self) -> repo.UserRepository:
-        """Staff users (global)."""
-        return repo.UserRepository(self, StaffUser, schema.staff_users, "user")
-
-    @functools.cached_property
-    def memberships(self) -> repo.MembershipRepository:
-        """Memberships (global)."""
-        return repo.MembershipRepository(self, Membership, schema.user_permissions, "membership")
-
-    @functools.cached_property
-    def permissions(self) -> repo.PermissionRepository:
-        """Role grants (global)."""
-        return repo.PermissionRepository(self)
-
-    @functools.cached_property
-    def sessions(self) -> repo.SessionRepository:
-        """Sessions (global)."""
-        return repo.SessionRepository(self)
-
-    @functools.cached_property
-    def webhook_receipts(self) -> repo.WebhookReceiptRepository:
-        """Processed webhook events (global)."""
-        return repo.WebhookReceiptRepository(self)
-
-    @functools.cached_property
-    def ip_rules(self) -> repo.IpRuleRepository:
-        """The location's IP allowlist."""
-        return repo.IpRuleRepository(self, IpRule, schema.ip_whitelist, "IP rule")
-
-    @functools.cached_property
-    def contacts(self) -> repo.ContactRepository:
-        """The location's contacts."""
-        return repo.ContactRepository(self, Contact, schema.contacts, "contact")
-
-    @functools.cached_property
-    def touchpoints(self) -> repo.CrudRepository[Touchpoint, TouchpointQuery]:
-        """The location's touchpoints."""
-        return repo.CrudRepository(self, Touchpoint, schema.touchpoints, "touchpoint")
-
-    @functools.cached_property
-    def bookings(self) -> repo.BookingRepository:
-        """The location's bookings."""
-        return repo.BookingRepository(self, Booking, schema.bookings, "booking")
-
-    @functools.cached_property
-    def tasks(self) -> repo.CrudRepository[Task, TaskQuery]:
-        """The location's tasks."""
-        return repo.CrudRepository(self, Task, schema.tasks, "task")
-
-    @functools.cached_property
-    def sms(self) -> repo.CrudRepository[SmsMessage, SmsQuery]:
-        """The location's SMS messages."""
-        return repo.CrudRepository(self, SmsMessage, schema.sms_messages, "SMS message")
-
-    @functools.cached_property
-    def campaigns(self) -> repo.CrudRepository[EmailCampaign, CampaignQuery]:
-        """The location's email campaigns."""
-        return repo.CrudRepository(self, EmailCampaign, schema.email_campaigns, "campaign")
-
-    @functools.cached_property
-    def deliveries(self) -> repo.CrudRepository[CampaignDelivery, DeliveryQuery]:
-        """The location's campaign deliveries."""
-        return repo.CrudRepository(self, CampaignDelivery, schema.campaign_deliveries, "delivery")
-
-    @functools.cached_property
-    def automations(self) -> repo.CrudRepository[AutomationRule, AutomationQuery]:
-        """The location's automation rules."""
-        return repo.CrudRepository(self, AutomationRule, schema.automation_rules, "automation rule")
-
-    @functools.cached_property
-    def idempotency(self) -> repo.IdempotencyRepository:
-        """Stored idempotent answers of the location."""
-        return repo.IdempotencyRepository(self)
-
-    @functools.cached_property
-    def audit(self) -> repo.AuditRepository:
-        """The location's audit chain (the system chain when unbound)."""
-        return repo.AuditRepository(self)
-
-    @functools.cached_property
-    def analytics(self) -> repo.AnalyticsRepository:
-        """Report aggregates of the location."""
-        return repo.AnalyticsRepository(self)
-
-    @functools.cached_property
-    def outbox(self) -> repo.OutboxRepository:
-        """The transactional outbox."""
-        return repo.OutboxRepository(self)
+    # The transaction goes straight to the session: every request opens and
+    # ends a unit of work, and each coroutine layer shows in a point read.
 
     async def commit(self) -> None:
         """Make every change durable, atomically."""
@@ -160,14 +42,6 @@ class SqlUnitOfWork:
 
     async def __aenter__(self) -> Self:
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.rollback()
 
 
 class SqlGateway:

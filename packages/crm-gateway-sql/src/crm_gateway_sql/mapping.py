@@ -367,6 +367,15 @@ def _make_loader(cls: type[Any]) -> Callable[[Mapping[str, Any]], Any]:
     return load
 
 
+def column_value(value: Any) -> Any:
+    """An attribute's value as its column stores it (enums by value, times in microseconds)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return to_micros(value)
+    return value
+
+
 def chain_key(tenant_id: str | None) -> str:
     """The audit chain column value: the tenant id, or ``""`` for the system chain."""
     return tenant_id or ""
@@ -425,6 +434,7 @@ __all__ = [
     "audit_entry_from_row",
     "chain_key",
     "column_names",
+    "column_value",
     "from_micros",
     "from_row",
     "make_sql_converter",

@@ -1,9 +1,9 @@
-"""What the repositories need from a database connection: :class:`SqlSession`.
+"""What the SQL table store needs from a database connection: :class:`SqlSession`.
 
-The repositories (:mod:`crm_gateway_sql.repositories`) only build
-:class:`~crm_gateway_sql.statements.Statement` objects and hand them to a
+The table store (:class:`crm_gateway_sql.store.SqlTableStore`) only builds
+:class:`~crm_gateway_sql.statements.Statement` objects and hands them to a
 session, so any engine that can run SQLite- or PostgreSQL-flavoured SQL can
-reuse them by implementing this Protocol (this package ships one for SQLite and
+reuse it by implementing this Protocol (this package ships one for SQLite and
 one for PostgreSQL; the D1 gateway may ship its own).
 
 A session belongs to one unit of work: it starts its transaction lazily,

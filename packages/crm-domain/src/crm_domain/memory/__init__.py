@@ -1,9 +1,12 @@
 """In-memory adapters for every storage and delivery port.
 
 * :class:`InMemoryGateway` — the reference :class:`~crm_domain.ports.gateway.DatabaseGateway`
-  (``CRM_DATABASE_URL=memory://``); its module docstring states the semantics
-  every gateway shares; the keys and foreign keys every gateway enforces are
-  :mod:`crm_domain.relations`, and the report metrics :mod:`crm_domain.metrics`;
+  (``CRM_DATABASE_URL=memory://``), the shared repositories of
+  :mod:`crm_domain.storage` over :class:`MemoryTableStore`, the reference
+  table store; the semantics every gateway shares are stated in
+  :mod:`crm_domain.storage.repositories`, the keys and foreign keys every
+  store enforces are :mod:`crm_domain.relations`, and the report metrics
+  :mod:`crm_domain.metrics`;
 * :class:`InMemoryQueue`, :class:`RecordingMailer`, :class:`RecordingSmsSender`
   — record what they are given, and can be told to fail;
 * :class:`RuleOfThumbAI` — a tiny deterministic AI provider (``crm-ai`` holds the real ones).
@@ -18,6 +21,7 @@ from crm_domain.memory.gateway import (
     CHAIN_LOCK_TIMEOUT,
     InMemoryGateway,
     InMemoryUnitOfWork,
+    MemoryTableStore,
     create_gateway,
 )
 
@@ -26,6 +30,7 @@ __all__ = [
     "InMemoryGateway",
     "InMemoryQueue",
     "InMemoryUnitOfWork",
+    "MemoryTableStore",
     "RecordingMailer",
     "RecordingSmsSender",
     "RuleOfThumbAI",
