@@ -10,7 +10,7 @@ import pytest
 from crm_domain.clock import FixedClock
 
 from crm_http_litestar import Settings
-from crm_http_litestar.testing import SECRET, World, open_world
+from crm_http_litestar.testing import REDIS_URL, SECRET, World, fresh_redis_namespace, open_world
 
 
 def store_url(tmp_path: Path) -> str:
@@ -48,3 +48,16 @@ async def world(settings: Settings, clock: FixedClock) -> AsyncIterator[World]:
 def anyio_backend() -> str:
     """asyncio only (the server's loop)."""
     return "asyncio"
+
+
+@pytest.fixture
+async def redis_namespace() -> AsyncIterator[str]:
+    """This test's own Redis namespace (see :func:`fresh_redis_namespace`)."""
+    async with fresh_redis_namespace() as namespace:
+        yield namespace
+
+
+@pytest.fixture
+def redis_settings(settings: Settings, redis_namespace: str) -> Settings:
+    """``settings`` with the shared state in Redis, under this test's own namespace."""
+    return settings.replace(redis_url=REDIS_URL, redis_namespace=redis_namespace)

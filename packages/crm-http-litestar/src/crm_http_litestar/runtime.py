@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import attrs
@@ -25,6 +25,7 @@ from crm_http_litestar.google import GoogleIdTokenVerifier
 from crm_http_litestar.rate_limit import RateLimits
 from crm_http_litestar.sessions import SessionManager
 from crm_http_litestar.settings import Settings
+from crm_http_litestar.shared_state import SharedAccessEpoch, SharedRevocations, SharedState
 from crm_http_litestar.tokens import TokenCodec
 
 logger = logging.getLogger("crm_http_litestar")
@@ -45,6 +46,10 @@ class CrmRuntime:
     services: Services
     rate_limits: RateLimits
     ai: AIProvider | None = None
+    #: The deployment's Redis (``CRM_REDIS_URL``); ``None``: all state in this process.
+    shared: SharedState | None = None
+    #: Access changes of other processes, when ``shared``.
+    access_epoch: SharedAccessEpoch | None = None
 
 
 def build_services(
@@ -54,6 +59,7 @@ def build_services(
     ai: AIProvider | None,
     recorder: GroupCommitAuditRecorder,
     access_cache_ttl: int = 30,
+    on_access_change: Callable[[], Awaitable[None]] | None = None,
 ) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
     from crm_domain.bootstrap import bootstrap
@@ -65,6 +71,7 @@ def build_services(
         ai=ai,
         audit_recorder=recorder,
         access_cache_ttl=timedelta(seconds=access_cache_ttl),
+        on_access_change=on_access_change,
     )
 
 
@@ -101,7 +108,14 @@ async def open_runtime(
     ids = ids or UlidFactory()
     owned = gateway is None
     gateway = gateway or load_gateway(settings.database_url)
+    shared = (
+        SharedState.from_url(settings.redis_url, settings.redis_namespace)
+        if settings.redis_url
+        else None
+    )
     try:
+        if shared is not None:
+            await shared.ping()
         if migrate_first:
             await migrate(gateway)
         recorder = GroupCommitAuditRecorder(
@@ -111,7 +125,23 @@ async def open_runtime(
             secret_key=secret, issuer=settings.token_issuer, audience=settings.token_audience
         )
         ai = ai or load_optional_ai(settings)
-        services = build_services(gateway, clock, ids, ai, recorder, settings.access_cache_ttl)
+        access_epoch: SharedAccessEpoch | None = None
+        if shared is not None:
+
+            def drop_access_caches() -> None:
+                services.access.invalidate()
+                services.grants.invalidate()
+
+            access_epoch = SharedAccessEpoch(shared, clock, drop_access_caches)
+        services = build_services(
+            gateway,
+            clock,
+            ids,
+            ai,
+            recorder,
+            settings.access_cache_ttl,
+            None if access_epoch is None else access_epoch.publish,
+        )
         runtime = CrmRuntime(
             settings=settings,
             gateway=gateway,
@@ -125,6 +155,7 @@ async def open_runtime(
                 ids,
                 token_ttl=timedelta(seconds=settings.token_ttl),
                 idle_timeout=timedelta(seconds=settings.session_idle_timeout),
+                revocations=None if shared is None else SharedRevocations(shared, clock),
             ),
             grants=services.grants,
             google=GoogleIdTokenVerifier(
@@ -139,8 +170,11 @@ async def open_runtime(
                 per_user=settings.rate_limit_per_user,
                 per_address=settings.rate_limit_per_address,
                 now=lambda: clock.now().timestamp(),
+                shared=shared,
             ),
             ai=ai,
+            shared=shared,
+            access_epoch=access_epoch,
         )
         try:
             yield runtime
@@ -148,6 +182,8 @@ async def open_runtime(
             await recorder.aclose()
             await runtime.google.aclose()
     finally:
+        if shared is not None:
+            await shared.aclose()
         if owned:
             await gateway.close()
 

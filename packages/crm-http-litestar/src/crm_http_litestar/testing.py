@@ -6,15 +6,18 @@ the real app, the real pipeline and a real gateway — nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 from crm_domain.clock import FixedClock, UlidFactory
+from crm_domain.errors import Unavailable
 from crm_domain.plugins import load_gateway
 from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
 from litestar import Litestar
@@ -27,6 +30,7 @@ from crm_http_litestar.demo import seed_demo
 from crm_http_litestar.plugin import CrmConfig
 from crm_http_litestar.runtime import CrmRuntime
 from crm_http_litestar.settings import Settings
+from crm_http_litestar.shared_state import SharedState
 
 #: A signing key for tests.
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # noqa: S105 - a test key, not a secret
@@ -153,13 +157,41 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+#: The Redis the shared-state tests use (CI starts it; a missing Redis fails them).
+REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@contextlib.asynccontextmanager
+async def fresh_redis_namespace() -> AsyncIterator[str]:
+    """A Redis key namespace of one test alone; every key in it is deleted afterwards.
+
+    Fails (never skips) when Redis is not reachable: the shared state is a real part.
+    """
+    namespace = f"crm-test-{uuid.uuid4().hex}"
+    shared = SharedState.from_url(REDIS_URL, namespace)
+    try:
+        await shared.ping()
+    except Unavailable as exc:
+        await shared.aclose()
+        raise AssertionError(
+            f"these tests need Redis at {REDIS_URL} (CRM_TEST_REDIS_URL): {exc}"
+        ) from exc
+    try:
+        yield namespace
+    finally:
+        await shared.store.delete_all()
+        await shared.aclose()
+
+
 __all__ = [
     "CRM",
     "EMAILS",
+    "REDIS_URL",
     "SECRET",
     "Peer",
     "World",
     "cli_env",
+    "fresh_redis_namespace",
     "one_line_error",
     "open_world",
     "run_crm",
