@@ -6,12 +6,14 @@ the real app, the real pipeline and a real gateway — nothing is mocked.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +185,47 @@ async def fresh_redis_namespace() -> AsyncIterator[str]:
         await shared.aclose()
 
 
+#: The PostgreSQL server of the tests unless ``CRM_TEST_POSTGRES_URL`` names another.
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "crm_test") -> Iterator[tuple[str, str]]:
+    """A private, empty PostgreSQL database: (CRM_DATABASE_URL, plain DSN as superuser).
+
+    On the server of ``CRM_TEST_POSTGRES_URL``; dropped afterwards.  An unreachable
+    server fails the test (never skips it).
+    """
+    import asyncpg  # crm-gateway-sql's PostgreSQL driver, needed only here
+    import sqlalchemy as sa
+
+    url = sa.make_url(os.environ.get("CRM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin_dsn = url.render_as_string(hide_password=False).replace("+asyncpg", "", 1)
+    dsn = url.set(database=name).render_as_string(hide_password=False).replace("+asyncpg", "", 1)
+
+    async def admin(sql: str) -> None:
+        try:
+            conn = await asyncpg.connect(admin_dsn, timeout=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise AssertionError(
+                f"PostgreSQL at {url} is unreachable ({exc}); set CRM_TEST_POSTGRES_URL"
+            ) from exc
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False), dsn
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 __all__ = [
     "CRM",
+    "DEFAULT_POSTGRES_URL",
     "EMAILS",
     "REDIS_URL",
     "SECRET",
@@ -194,5 +235,6 @@ __all__ = [
     "fresh_redis_namespace",
     "one_line_error",
     "open_world",
+    "postgres_database",
     "run_crm",
 ]
