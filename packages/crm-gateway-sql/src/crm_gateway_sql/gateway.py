@@ -278,13 +278,24 @@ def create_postgres_gateway(url: str, **options: Any) -> SqlGateway:
     parsed = sa.make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+asyncpg")
+    # The engine runs migrations only (units of work use the asyncpg pool of
+    # PostgresDatabase): one connection, checked before use.
     engine = create_async_engine(
         parsed,
-        pool_size=pool_size,
+        pool_size=1,
+        max_overflow=1,
         pool_pre_ping=True,
         connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
     )
-    return SqlGateway(url, postgres=PostgresDatabase(engine, app_role=app_role))
+    database = PostgresDatabase(
+        engine,
+        app_role=app_role,
+        dsn=parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+        pool_size=pool_size,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
+    return SqlGateway(url, postgres=database)
 
 
 def create_gateway(url: str, **options: Any) -> SqlGateway:
