@@ -177,3 +177,17 @@ async def test_a_location_id_that_could_break_out_of_its_literal_is_refused(
     seen, binding = await _seen_by(one_connection, "A'; RESET ROLE; --")
     assert seen == []
     assert binding["tenant"] == "A'; RESET ROLE; --"
+
+
+async def test_the_pool_size_can_come_from_the_database_url(postgres_database: str) -> None:
+    gateway = create_gateway(postgres_url(postgres_database) + "?pool_size=3")
+    try:
+        assert gateway.postgres_database is not None
+        assert gateway.postgres_database.pool_size == 3
+        async with gateway.unit_of_work("A") as uow:  # the query is not passed to the server
+            assert await uow.session.fetch(_EVERY_CONTACT) == []
+    finally:
+        await gateway.close()
+    for bad in ("?pool_size=0", "?pool_size=many", "?command_timeout=soon"):
+        with pytest.raises(ValidationError):
+            create_gateway(postgres_url(postgres_database) + bad)

@@ -166,6 +166,11 @@ class PostgresDatabase:
         #: The setup message per location (a few locations, reused for every unit of work).
         self._setups: dict[str | None, str] = {}
 
+    @property
+    def pool_size(self) -> int:
+        """Connections this process may open (units of work beyond that wait for one)."""
+        return self._pool_size
+
     async def pool(self) -> asyncpg.Pool:
         """The connection pool, created on first use."""
         if self._pool is not None:
