@@ -48,6 +48,7 @@ from http_bench import (
     prepare_store,
     start_server,
     stop,
+    uvicorn_argv,
 )
 
 REDIS_URL = os.environ.get("CRM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -67,25 +68,6 @@ def wrk(url: str, headers: dict[str, str], seconds: float) -> tuple[float, int]:
     total = re.search(r"(\d+) requests in", out)
     assert rate and total, out
     return float(rate.group(1)), int(total.group(1))
-
-
-def _uvicorn(app: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--no-proxy-headers",
-        "--log-level",
-        "warning",
-    ]
 
 
 def _crm_serve(port: int, workers: int = 1) -> list[str]:
@@ -121,9 +103,9 @@ def bench_store(store: str, contacts: int, seconds: float, runs: int) -> dict[st
         target = str(db)
         env["BARE_SQLITE_PATH"] = target
         servers = {
-            "bare": (_uvicorn("http_bare_app:app", 0), False),
+            "bare": (uvicorn_argv("http_bare_app:app", 0), False),
             "full": (_crm_serve(0), True),
-            "full_audit_off": (_uvicorn("http_noaudit_app:app", 0), False),
+            "full_audit_off": (uvicorn_argv("http_noaudit_app:app", 0), False),
         }
     else:
         url = asyncio.run(_fresh_postgres("crm_bench_scale"))
@@ -132,9 +114,9 @@ def bench_store(store: str, contacts: int, seconds: float, runs: int) -> dict[st
         env["CRM_REDIS_URL"] = REDIS_URL
         env["CRM_REDIS_NAMESPACE"] = f"crm-bench-{uuid.uuid4().hex}"
         servers = {
-            "bare": (_uvicorn("http_bare_asyncpg_app:app", 0), False),
+            "bare": (uvicorn_argv("http_bare_asyncpg_app:app", 0), False),
             "full": (_crm_serve(0), True),
-            "full_audit_off": (_uvicorn("http_noaudit_app:app", 0), False),
+            "full_audit_off": (uvicorn_argv("http_noaudit_app:app", 0), False),
             "full_2_processes": (_crm_serve(0, workers=2), True),
         }
     env["CRM_DATABASE_URL"] = url

@@ -21,14 +21,14 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from crm_domain.entities import Contact, Location
+from crm_domain.entities import Contact
 from crm_domain.errors import ValidationError
 
 from crm_gateway_sql import schema
 from crm_gateway_sql.gateway import SqlGateway, create_gateway
 from crm_gateway_sql.statements import Statement
 
-from .conftest import asyncpg_dsn, postgres_url
+from .conftest import asyncpg_dsn, postgres_url, seed_two_locations
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -39,17 +39,7 @@ NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 async def one_connection(postgres_database: str) -> AsyncIterator[SqlGateway]:
     """A gateway whose pool holds a single connection: every unit of work shares it."""
     gateway = create_gateway(postgres_url(postgres_database), pool_size=1)
-    async with gateway.unit_of_work() as uow:
-        for code in ("a", "b"):
-            await uow.locations.add(
-                Location(id=code.upper(), code=code, name=code, timezone="UTC", created_at=NOW)
-            )
-        await uow.commit()
-    for tenant in ("A", "B"):
-        async with gateway.unit_of_work(tenant) as uow:
-            for i in range(3):
-                await uow.contacts.add(_contact(tenant, f"{tenant}{i}"))
-            await uow.commit()
+    await seed_two_locations(gateway)
     yield gateway
     await gateway.close()
 
