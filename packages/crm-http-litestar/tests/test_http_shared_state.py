@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from crm_domain.clock import FixedClock
@@ -23,7 +24,15 @@ from crm_domain.errors import Unavailable, ValidationError
 from crm_http_litestar import Settings
 from crm_http_litestar.runtime import open_runtime
 from crm_http_litestar.shared_state import SharedState
-from crm_http_litestar.testing import REDIS_URL, World, fresh_redis_namespace, open_world
+from crm_http_litestar.testing import (
+    REDIS_URL,
+    SECRET,
+    World,
+    fresh_redis_namespace,
+    one_line_error,
+    open_world,
+    run_crm,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -208,6 +217,20 @@ async def test_a_server_does_not_start_without_its_redis(
     with pytest.raises(Unavailable, match="Redis"):
         async with open_runtime(shared, clock=clock):
             pass
+
+
+def test_crm_serve_says_in_one_line_that_its_redis_is_down(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there
+    refused = run_crm(
+        tmp_path,
+        "serve",
+        "--port",
+        str(_free_port()),
+        CRM_SECRET_KEY=SECRET,
+        CRM_REDIS_URL=f"redis://127.0.0.1:{port}/0",
+    )
+    line = one_line_error(refused)
+    assert "Redis" in line and str(port) in line
 
 
 def test_a_redis_url_is_checked_and_named() -> None:

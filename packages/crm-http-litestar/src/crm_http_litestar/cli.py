@@ -174,6 +174,9 @@ def serve(
         settings.require_secret()
     except CrmError as exc:
         raise _fail(exc.detail) from None
+    if settings.redis_url:
+        # Say it in one line now, rather than as uvicorn's startup traceback.
+        _run(lambda: _ping_shared_state(settings))
     base = f"http://{_url_host(host)}:{port}"
     config = CrmConfig(settings=settings, migrate_on_startup=demo, announce_base_url=base)
     try:
@@ -205,6 +208,16 @@ def serve(
     uvicorn.run(
         "crm_http_litestar.app:create_app_from_env", factory=True, workers=workers, **options
     )
+
+
+async def _ping_shared_state(settings: Settings) -> None:
+    from crm_http_litestar.shared_state import SharedState
+
+    shared = SharedState.from_url(settings.redis_url, settings.redis_namespace)
+    try:
+        await shared.ping()
+    finally:
+        await shared.aclose()
 
 
 async def _prepare_demo(config: CrmConfig) -> None:
