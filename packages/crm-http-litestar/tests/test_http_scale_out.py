@@ -39,10 +39,10 @@ from crm_http_litestar.testing import (
 )
 
 #: The load: bounded in count and in time, loopback only.
-CREATES = 240
-READS = 240
+CREATES = 160
+READS = 160
 CONCURRENCY = 16
-LOAD_TIMEOUT = 180.0
+LOAD_TIMEOUT = 120.0
 DELIVERED = re.compile(r"delivering event (\S+) (\S+) attempt (\d+) in process (\d+)")
 
 
