@@ -112,6 +112,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def uvicorn_argv(app: str, port: int) -> list[str]:
+    """uvicorn serving ``app`` as ``crm serve`` does (uvloop, httptools, no access log)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--no-proxy-headers",
+        "--log-level",
+        "warning",
+    ]
+
+
 def wait_until_up(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -204,22 +224,7 @@ def bench_http(contacts: int, seconds: float, runs: int) -> dict[str, object]:
         for name in ("bare", "full"):
             port = free_port()
             if name == "bare":
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "http_bare_app:app",
-                    "--port",
-                    str(port),
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    "--no-access-log",
-                    "--no-proxy-headers",
-                    "--log-level",
-                    "warning",
-                ]
+                argv = uvicorn_argv("http_bare_app:app", port)
                 headers: dict[str, str] = {}
             else:
                 # Same logging as the bare baseline: no access log line per request.

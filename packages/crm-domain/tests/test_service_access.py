@@ -273,3 +273,26 @@ async def test_the_services_own_writes_take_effect_at_once(world: Any) -> None:
 def test_the_cache_ttl_is_bounded_by_the_contract() -> None:
     with pytest.raises(ValueError, match="60 seconds"):
         bootstrap(InMemoryGateway(), access_cache_ttl=timedelta(seconds=61))
+
+
+async def test_on_change_is_awaited_after_every_access_change_and_never_on_reads(
+    world: Any,
+) -> None:
+    access = world.services.access
+    told: list[str] = []
+
+    async def tell() -> None:
+        told.append("changed")
+
+    access.on_change = tell
+    await access.find_location("sydney")
+    await access.allowlist(world.sydney.id)
+    await access.list_ip_rules(world.ctx())
+    assert told == []
+    await access.allow_ip(world.ctx(), AllowIp(cidr="192.0.2.0/24"))
+    assert told == ["changed"]
+    with pytest.raises(PermissionDenied):  # refused: told all the same (the cache was dropped)
+        await access.allow_ip(world.ctx(Role.RECEPTIONIST), AllowIp(cidr="198.51.100.0/24"))
+    assert told == ["changed"] * 2
+    await access.seed_permissions(world.ctx())
+    assert told == ["changed"] * 3

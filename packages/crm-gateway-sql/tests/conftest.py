@@ -17,14 +17,18 @@ import itertools
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from crm_domain.entities import AuditEntry, Contact, DomainEvent, Location
 
 from crm_gateway_sql.gateway import SqlGateway, create_gateway
+
+SEED_TIME = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -145,3 +149,48 @@ async def any_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
     finally:
         await gateway.close()
         await databases.drop(name)
+
+
+async def seed_two_locations(gateway: SqlGateway) -> None:
+    """Locations ``A``, ``B``: contacts ``A0``–``A2`` / ``B0``–``B2``, an audit entry, an event."""
+    async with gateway.unit_of_work() as uow:
+        for code in ("a", "b"):
+            await uow.locations.add(
+                Location(
+                    id=code.upper(), code=code, name=code, timezone="UTC", created_at=SEED_TIME
+                )
+            )
+        await uow.commit()
+    for tenant in ("A", "B"):
+        async with gateway.unit_of_work(tenant) as uow:
+            for i in range(3):
+                await uow.contacts.add(
+                    Contact(
+                        id=f"{tenant}{i}",
+                        tenant_id=tenant,
+                        first_name="Pat",
+                        email=f"{tenant.lower()}{i}@example.com",
+                        created_at=SEED_TIME,
+                        updated_at=SEED_TIME,
+                    )
+                )
+            await uow.audit.append(
+                AuditEntry(
+                    id=f"audit-{tenant}",
+                    tenant_id=tenant,
+                    action="READ",
+                    resource_type="contact",
+                    occurred_at=SEED_TIME,
+                )
+            )
+            await uow.outbox.add(
+                DomainEvent(
+                    id=f"ev-{tenant}",
+                    tenant_id=tenant,
+                    name="ContactCreated",
+                    aggregate_type="contact",
+                    aggregate_id=f"{tenant}0",
+                    occurred_at=SEED_TIME,
+                )
+            )
+            await uow.commit()

@@ -7,60 +7,17 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from crm_domain.entities import AuditEntry, Contact, DomainEvent, Location
 from crm_domain.errors import PermissionDenied
 
 from crm_gateway_sql import schema
 from crm_gateway_sql.gateway import SqlGateway
 from crm_gateway_sql.statements import Statement
 
-from .conftest import asyncpg_dsn
+from .conftest import asyncpg_dsn, seed_two_locations
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-async def _seed(gateway: SqlGateway) -> None:
-    async with gateway.unit_of_work() as uow:
-        for code in ("a", "b"):
-            await uow.locations.add(
-                Location(id=code.upper(), code=code, name=code, timezone="UTC", created_at=NOW)
-            )
-        await uow.commit()
-    for tenant in ("A", "B"):
-        async with gateway.unit_of_work(tenant) as uow:
-            for i in range(3):
-                await uow.contacts.add(
-                    Contact(
-                        id=f"{tenant}{i}",
-                        tenant_id=tenant,
-                        first_name="Pat",
-                        email=f"{tenant.lower()}{i}@example.com",
-                        created_at=NOW,
-                        updated_at=NOW,
-                    )
-                )
-            await uow.audit.append(
-                AuditEntry(
-                    id=f"audit-{tenant}",
-                    tenant_id=tenant,
-                    action="READ",
-                    resource_type="contact",
-                    occurred_at=NOW,
-                )
-            )
-            await uow.outbox.add(
-                DomainEvent(
-                    id=f"ev-{tenant}",
-                    tenant_id=tenant,
-                    name="ContactCreated",
-                    aggregate_type="contact",
-                    aggregate_id=f"{tenant}0",
-                    occurred_at=NOW,
-                )
-            )
-            await uow.commit()
 
 
 def _unfiltered(table: sa.Table) -> Statement:
@@ -71,7 +28,7 @@ def _unfiltered(table: sa.Table) -> Statement:
 async def test_a_query_without_tenant_filter_sees_only_the_bound_location(
     pg_gateway: SqlGateway,
 ) -> None:
-    await _seed(pg_gateway)
+    await seed_two_locations(pg_gateway)
     async with pg_gateway.unit_of_work("A") as uow:
         rows = await uow.session.fetch(_unfiltered(schema.contacts))
         audit = await uow.session.fetch(_unfiltered(schema.hipaa_audit_log))
@@ -82,7 +39,7 @@ async def test_a_query_without_tenant_filter_sees_only_the_bound_location(
 
 
 async def test_a_unit_of_work_without_location_sees_no_tenant_rows(pg_gateway: SqlGateway) -> None:
-    await _seed(pg_gateway)
+    await seed_two_locations(pg_gateway)
     async with pg_gateway.unit_of_work() as uow:
         contacts = await uow.session.fetch(_unfiltered(schema.contacts))
         audit = await uow.session.fetch(_unfiltered(schema.hipaa_audit_log))
@@ -96,7 +53,7 @@ async def test_a_unit_of_work_without_location_sees_no_tenant_rows(pg_gateway: S
 async def test_the_app_role_with_no_tenant_set_fails_closed(
     pg_gateway: SqlGateway, postgres_database: str
 ) -> None:
-    await _seed(pg_gateway)
+    await seed_two_locations(pg_gateway)
     conn = await asyncpg.connect(asyncpg_dsn(postgres_database))
     try:
         async with conn.transaction():
@@ -128,7 +85,7 @@ async def test_the_app_role_with_no_tenant_set_fails_closed(
 async def test_writing_another_locations_row_is_refused_by_the_policy(
     pg_gateway: SqlGateway,
 ) -> None:
-    await _seed(pg_gateway)
+    await seed_two_locations(pg_gateway)
     row = {
         "id": "B9",
         "tenant_id": "B",

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from crm_http_litestar import Settings
-from crm_http_litestar.testing import SECRET, World, open_world
+from crm_http_litestar.testing import REDIS_URL, SECRET, World, fresh_redis_namespace, open_world
 from crm_http_litestar.worker import domain_handlers, make_relay
 
 
@@ -203,3 +203,16 @@ async def drain_outbox(world: World) -> None:
     relay = make_relay(world.runtime, handlers=domain_handlers(world.runtime))
     while await relay.run_once():
         pass
+
+
+@pytest.fixture
+async def redis_namespace() -> AsyncIterator[str]:
+    """This test's own Redis namespace (see :func:`fresh_redis_namespace`)."""
+    async with fresh_redis_namespace() as namespace:
+        yield namespace
+
+
+@pytest.fixture
+def redis_settings(settings: Settings, redis_namespace: str) -> Settings:
+    """``settings`` with the shared state in Redis, under this test's own namespace."""
+    return settings.replace(redis_url=REDIS_URL, redis_namespace=redis_namespace)

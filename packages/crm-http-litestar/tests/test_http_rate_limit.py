@@ -5,6 +5,7 @@ Time is the app's clock (a ``FixedClock`` here): the tests move it, they never s
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -15,19 +16,28 @@ from crm_domain.errors import ValidationError
 
 from crm_http_litestar import Settings
 from crm_http_litestar.rate_limit import Budget, address_key
-from crm_http_litestar.testing import World, open_world
+from crm_http_litestar.testing import REDIS_URL, World, fresh_redis_namespace, open_world
 
 pytestmark = pytest.mark.anyio
 
 CONTACTS = "/api/contacts?limit=1"
 
 
-@pytest.fixture
-async def limited(settings: Settings, clock: FixedClock) -> AsyncIterator[World]:
-    """The demo world with tiny budgets: 3 requests a minute per user and per address."""
+@pytest.fixture(params=["in-process", "redis"])
+async def limited(
+    request: pytest.FixtureRequest, settings: Settings, clock: FixedClock
+) -> AsyncIterator[World]:
+    """The demo world with tiny budgets: 3 requests a minute per user and per address.
+
+    Once with the budgets in the process, once in Redis (``CRM_REDIS_URL``).
+    """
     tight = settings.replace(rate_limit_per_user=3, rate_limit_per_address=3)
-    async for world in open_world(tight, clock):
-        yield world
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "redis":
+            namespace = await stack.enter_async_context(fresh_redis_namespace())
+            tight = tight.replace(redis_url=REDIS_URL, redis_namespace=namespace)
+        async for world in open_world(tight, clock):
+            yield world
 
 
 def _assert_429(response: httpx.Response) -> int:

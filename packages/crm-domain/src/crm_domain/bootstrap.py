@@ -8,7 +8,7 @@ no default unit of work.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import attrs
@@ -91,6 +91,7 @@ def bootstrap(
     audit_recorder: AuditRecorder | None = None,
     prevent_booking_overlaps: bool = True,
     access_cache_ttl: timedelta = timedelta(seconds=30),
+    on_access_change: Callable[[], Awaitable[None]] | None = None,
 ) -> Services:
     """Build the services on ``gateway``.
 
@@ -106,7 +107,8 @@ def bootstrap(
     ``access_cache_ttl`` (at most 60 s) is how long this process's one access
     cache keeps role grants, memberships, location lookups and IP allowlists:
     a change made elsewhere takes effect within it, one made through the
-    services at once.
+    services at once.  ``on_access_change`` is awaited after each such change
+    (the HTTP server uses it to tell its other processes).
     """
     clock = clock or SystemClock()
     ids = ids or UlidFactory()
@@ -121,7 +123,7 @@ def bootstrap(
         webhooks=WebhookService(*ports, bookings=bookings),
         tasks=TaskService(*ports, ai=ai),
         sms=SmsService(*ports, ai=ai, sender=sms_sender),
-        access=AccessService(*ports, cache_ttl=access_cache_ttl),
+        access=AccessService(*ports, cache_ttl=access_cache_ttl, on_change=on_access_change),
         audit=AuditService(*ports),
         reports=ReportingService(*ports, ai=ai),
         authorizer=authorizer,

@@ -137,28 +137,54 @@ def create_postgres_gateway(url: str, **options: Any) -> SqlGateway:
     """Entry-point factory for ``postgresql+asyncpg://`` URLs.
 
     Options: ``app_role`` (default ``crm_app``; ``None`` to not switch role),
-    ``pool_size`` (10), ``connect_timeout`` (5 s), ``command_timeout`` (30 s).
+    ``pool_size`` (connections per process, 10), ``connect_timeout`` (5 s),
+    ``command_timeout`` (30 s); the last three may also be given in the URL's
+    query (``…/crm?pool_size=20``), so ``CRM_DATABASE_URL`` can set them.
     """
     from sqlalchemy.ext.asyncio import create_async_engine
 
     if not url.lower().startswith("postgresql"):
         raise ValidationError("CRM_DATABASE_URL", f"not a PostgreSQL URL: {url!r}")
+    parsed = sa.make_url(url)
+    query = dict(parsed.query)
+    tuning = {
+        k: query.pop(k) for k in ("pool_size", "connect_timeout", "command_timeout") if k in query
+    }
+    parsed = parsed.set(query=query)
     app_role = options.pop("app_role", DEFAULT_APP_ROLE)
-    pool_size = int(options.pop("pool_size", 10))
-    connect_timeout = float(options.pop("connect_timeout", 5.0))
-    command_timeout = float(options.pop("command_timeout", 30.0))
+    try:
+        pool_size = int(options.pop("pool_size", tuning.get("pool_size", 10)))
+        connect_timeout = float(options.pop("connect_timeout", tuning.get("connect_timeout", 5.0)))
+        command_timeout = float(options.pop("command_timeout", tuning.get("command_timeout", 30.0)))
+    except (TypeError, ValueError):
+        raise ValidationError(
+            "CRM_DATABASE_URL",
+            f"pool_size and the timeouts must be numbers: {sorted(tuning.items())}",
+        ) from None
+    if pool_size < 1:
+        raise ValidationError("pool_size", f"must be at least 1, got {pool_size}")
     if options:
         raise ValidationError("options", f"unknown options {sorted(options)}")
-    parsed = sa.make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+asyncpg")
+    # The engine runs migrations only (units of work use the asyncpg pool of
+    # PostgresDatabase): one connection, checked before use.
     engine = create_async_engine(
         parsed,
-        pool_size=pool_size,
+        pool_size=1,
+        max_overflow=1,
         pool_pre_ping=True,
         connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
     )
-    return SqlGateway(url, postgres=PostgresDatabase(engine, app_role=app_role))
+    database = PostgresDatabase(
+        engine,
+        app_role=app_role,
+        dsn=parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+        pool_size=pool_size,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
+    return SqlGateway(url, postgres=database)
 
 
 def create_gateway(url: str, **options: Any) -> SqlGateway:

@@ -25,4 +25,13 @@ def create_app(settings: Settings | CrmConfig | None = None) -> Litestar:
     return app
 
 
-__all__ = ["create_app"]
+def create_app_from_env() -> Litestar:
+    """The app of one of several server processes (``crm serve --workers N``).
+
+    Settings come from the environment alone; the parent already migrated and
+    seeded what ``--demo`` asks for, so a process neither migrates nor seeds.
+    """
+    return create_app(Settings.from_env())
+
+
+__all__ = ["create_app", "create_app_from_env"]

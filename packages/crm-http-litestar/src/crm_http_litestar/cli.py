@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import attrs
 import typer
@@ -29,6 +30,9 @@ from crm_domain.values import parse_cidr, parse_email
 
 from crm_http_litestar.runtime import migrate
 from crm_http_litestar.settings import Settings
+
+if TYPE_CHECKING:
+    from crm_http_litestar.plugin import CrmConfig
 
 T = TypeVar("T")
 
@@ -95,9 +99,25 @@ async def _gateway(settings: Settings) -> AsyncIterator[DatabaseGateway]:
 
 @contextlib.asynccontextmanager
 async def _services(settings: Settings) -> AsyncIterator[Services]:
-    """The same use-case services the server runs, on the configured store."""
+    """The same use-case services the server runs, on the configured store.
+
+    With ``CRM_REDIS_URL`` an access change made here (a user, an IP rule) is
+    published, so running servers drop their access caches within a second.
+    """
     async with _gateway(settings) as gateway:
-        yield bootstrap(gateway)
+        if not settings.redis_url:
+            yield bootstrap(gateway)
+            return
+        from crm_http_litestar.shared_state import SharedAccessEpoch, SharedState
+
+        shared = SharedState.from_url(settings.redis_url, settings.redis_namespace)
+        try:
+            clock = SystemClock()
+            # The CLI keeps no access cache worth dropping: only publish.
+            epoch = SharedAccessEpoch(shared, clock, lambda: None)
+            yield bootstrap(gateway, clock=clock, on_access_change=epoch.publish)
+        finally:
+            await shared.aclose()
 
 
 def _operator(tenant_id: str, command: str) -> Context:
@@ -134,8 +154,16 @@ def serve(
             help="Log each request line (the audit log records protected access either way).",
         ),
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port (uvicorn workers); with more than one, "
+            "set CRM_REDIS_URL so rate limits, logouts and access changes are shared.",
+        ),
+    ] = 1,
 ) -> None:
-    """Serve the API (uvicorn with uvloop and httptools, one worker)."""
+    """Serve the API (uvicorn with uvloop and httptools; one process unless --workers)."""
     import uvicorn
 
     from crm_http_litestar.app import create_app
@@ -146,26 +174,58 @@ def serve(
         settings.require_secret()
     except CrmError as exc:
         raise _fail(exc.detail) from None
+    if settings.redis_url:
+        # Say it in one line now, rather than as uvicorn's startup traceback.
+        _run(lambda: _ping_shared_state(settings))
     base = f"http://{_url_host(host)}:{port}"
     config = CrmConfig(settings=settings, migrate_on_startup=demo, announce_base_url=base)
     try:
         application = create_app(config)
     except CrmError as exc:
         raise _fail(exc.detail) from None
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
         # The pipeline decides which proxies to believe (CRM_TRUSTED_PROXIES);
         # uvicorn's own proxy handling would rewrite the client address first.
-        proxy_headers=False,
-        server_header=False,
-        log_level="info",
-        access_log=access_log,
-        workers=1,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_level": "info",
+        "access_log": access_log,
+    }
+    if workers == 1:
+        uvicorn.run(application, workers=1, **options)
+        return
+    # Several processes: each builds its app from the environment (uvicorn spawns
+    # them from an import string).  The demo is migrated, seeded and announced
+    # once, here; the processes get its key through the environment.
+    if demo:
+        _run(lambda: _prepare_demo(config))
+    assert settings.secret_key is not None  # require_secret() above
+    os.environ["CRM_SECRET_KEY"] = settings.secret_key
+    uvicorn.run(
+        "crm_http_litestar.app:create_app_from_env", factory=True, workers=workers, **options
     )
+
+
+async def _ping_shared_state(settings: Settings) -> None:
+    from crm_http_litestar.shared_state import SharedState
+
+    shared = SharedState.from_url(settings.redis_url, settings.redis_namespace)
+    try:
+        await shared.ping()
+    finally:
+        await shared.aclose()
+
+
+async def _prepare_demo(config: CrmConfig) -> None:
+    from crm_http_litestar.demo import announce_demo
+    from crm_http_litestar.runtime import open_runtime
+
+    async with open_runtime(config.settings, migrate_first=True) as runtime:
+        await announce_demo(runtime, config.announce_base_url)
 
 
 def _url_host(host: str) -> str:
@@ -443,11 +503,26 @@ def audit_verify() -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run the queue consumer (automations, campaign sends) alone."""
+def worker(
+    log_level: Annotated[
+        str,
+        typer.Option(
+            help="debug logs every delivered event (event id, name, attempt, process id)."
+        ),
+    ] = "info",
+) -> None:
+    """Run the queue consumer (automations, campaign sends) alone; start it N times to scale."""
+    import logging
+
     from crm_http_litestar.runtime import open_runtime
     from crm_http_litestar.worker import InProcessWorker
 
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise _fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("crm_http_litestar").setLevel(level)
+    logging.getLogger("crm_gateway_sql").setLevel(level)
     settings = _settings()
 
     async def body() -> None:

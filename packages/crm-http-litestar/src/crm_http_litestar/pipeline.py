@@ -264,7 +264,9 @@ class Authenticate:
         if opt.get("public"):
             if not opt.get("no_rate_limit"):
                 # Public routes (sign-in, docs) prove no identity: the address pays.
-                runtime_of(scope).rate_limits.spend_address(scope["state"][STATE_KEY].client_ip)
+                await runtime_of(scope).rate_limits.spend_address(
+                    scope["state"][STATE_KEY].client_ip
+                )
             await self.app(scope, receive, send)
             return
         runtime = runtime_of(scope)
@@ -274,25 +276,25 @@ class Authenticate:
         # Before the token is read: an address that spent its budget on failures gets
         # no more answers to its guesses, right or wrong, until the budget refills.
         try:
-            limits.check_address(state.client_ip)
+            await limits.check_address(state.client_ip)
         except RateLimited:
             state.detail = "rate limited: address"
             raise
         token = bearer_token(_header(scope, b"authorization"))
         if token is None:
             state.detail = "no bearer token"
-            _spend_address(limits, state)
+            await _spend_address(limits, state)
             raise Unauthenticated("sign in first: send Authorization: Bearer <token>")
         try:
             claims, _session = await runtime.sessions.authenticate(token)
         except InvalidToken as exc:
             state.detail = f"invalid token: {exc}"
-            _spend_address(limits, state)
+            await _spend_address(limits, state)
             raise Unauthenticated("the token is not valid or its session has ended") from None
         state.user_id = claims.user_id
         state.session_id = claims.session_id
         try:
-            limits.spend_user(claims.user_id)
+            await limits.spend_user(claims.user_id)
         except RateLimited:
             state.detail = "rate limited: user"
             raise
@@ -307,6 +309,9 @@ class Authenticate:
         if location_id is None:
             state.detail = "no location in token or host"
             raise PermissionDenied("no location chosen: use a token issued for a location")
+        if runtime.access_epoch is not None:
+            # Another process changed roles, members or IP rules: drop our caches first.
+            await runtime.access_epoch.refresh()
         try:
             access = await runtime.services.access.resolve_access(claims.user_id, location_id)
         except NoAccess:
@@ -340,10 +345,10 @@ class Authenticate:
         await self.app(scope, receive, send)
 
 
-def _spend_address(limits: RateLimits, state: RequestState) -> None:
+async def _spend_address(limits: RateLimits, state: RequestState) -> None:
     """A failed authentication costs its address one request (429 once the budget is spent)."""
     try:
-        limits.spend_address(state.client_ip)
+        await limits.spend_address(state.client_ip)
     except RateLimited:
         state.detail = f"rate limited: address ({state.detail})"
         raise

@@ -14,7 +14,9 @@ not slowed.
 Each budget is a GCRA ("generic cell rate algorithm"): ``limit`` requests per
 ``period``, at most ``limit`` of them at once, refilling one every
 ``period / limit`` seconds; one number per key, and an exact ``Retry-After``.
-Budgets live in the process: with several server processes each has its own.
+Budgets live in the process, unless ``CRM_REDIS_URL`` is set: then every
+process of the deployment spends the same budgets, kept in Redis
+(:class:`~crm_http_litestar.shared_state.SharedBudget`, the same GCRA).
 Time comes from the app's :class:`~crm_domain.ports.clock.Clock`, so tests
 move it instead of sleeping.
 """
@@ -24,10 +26,14 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from litestar.exceptions import TooManyRequestsException
 
 from crm_http_litestar.client_ip import parse_ip
+
+if TYPE_CHECKING:
+    from crm_http_litestar.shared_state import SharedState
 
 #: Seconds one budget spans (the settings are "per minute").
 PERIOD_SECONDS = 60.0
@@ -104,34 +110,85 @@ def address_key(client_ip: str | None) -> str:
     return str(address)
 
 
+class SharedBudgetLike(Protocol):
+    """A budget whose counts live outside the process (awaited)."""
+
+    limit: int
+
+    async def wait(self, key: str) -> float:
+        """Seconds until ``key`` may make a request; 0 when it may now (spends nothing)."""
+        ...
+
+    async def spend(self, key: str) -> float:
+        """Count one request of ``key``; 0 if it fits, else the seconds to wait."""
+        ...
+
+
+class _InProcess:
+    """A :class:`Budget` behind the awaited interface of a shared one."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.limit = budget.limit
+        self._budget = budget
+
+    async def wait(self, key: str) -> float:
+        return self._budget.wait(key)
+
+    async def spend(self, key: str) -> float:
+        return self._budget.spend(key)
+
+
 class RateLimits:
-    """The two budgets of the pipeline."""
+    """The two budgets of the pipeline, in this process or (``shared``) in Redis."""
 
-    def __init__(self, *, per_user: int, per_address: int, now: Callable[[], float]) -> None:
-        self.users = Budget(per_user, now)
-        self.addresses = Budget(per_address, now)
+    def __init__(
+        self,
+        *,
+        per_user: int,
+        per_address: int,
+        now: Callable[[], float],
+        shared: SharedState | None = None,
+    ) -> None:
+        self.users: SharedBudgetLike
+        self.addresses: SharedBudgetLike
+        if shared is None:
+            self.users = _InProcess(Budget(per_user, now))
+            self.addresses = _InProcess(Budget(per_address, now))
+        else:
+            from crm_http_litestar.shared_state import SharedBudget
 
-    def check_address(self, client_ip: str | None) -> None:
+            self.users = SharedBudget(shared, "user", per_user, now, period=PERIOD_SECONDS)
+            self.addresses = SharedBudget(
+                shared, "address", per_address, now, period=PERIOD_SECONDS
+            )
+
+    async def check_address(self, client_ip: str | None) -> None:
         """Refuse at once when the address has spent its budget (before any token is read)."""
-        wait = self.addresses.wait(address_key(client_ip))
+        if self.addresses.limit <= 0:
+            return
+        wait = await self.addresses.wait(address_key(client_ip))
         if wait > 0:
             raise RateLimited(
                 "too many unauthenticated or failed requests from your address; retry later",
                 wait,
             )
 
-    def spend_address(self, client_ip: str | None) -> None:
+    async def spend_address(self, client_ip: str | None) -> None:
         """Count a public, unauthenticated or failed request against its address."""
-        wait = self.addresses.spend(address_key(client_ip))
+        if self.addresses.limit <= 0:
+            return
+        wait = await self.addresses.spend(address_key(client_ip))
         if wait > 0:
             raise RateLimited(
                 "too many unauthenticated or failed requests from your address; retry later",
                 wait,
             )
 
-    def spend_user(self, user_id: str) -> None:
+    async def spend_user(self, user_id: str) -> None:
         """Count a signed-in request against its user (every session of the user shares it)."""
-        wait = self.users.spend(user_id)
+        if self.users.limit <= 0:
+            return
+        wait = await self.users.spend(user_id)
         if wait > 0:
             raise RateLimited("too many requests for your user; retry later", wait)
 

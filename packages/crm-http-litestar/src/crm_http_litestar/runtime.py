@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import attrs
@@ -31,6 +31,7 @@ from crm_http_litestar.messaging import (
 from crm_http_litestar.rate_limit import RateLimits
 from crm_http_litestar.sessions import SessionManager
 from crm_http_litestar.settings import Settings
+from crm_http_litestar.shared_state import SharedAccessEpoch, SharedRevocations, SharedState
 from crm_http_litestar.tokens import TokenCodec
 
 logger = logging.getLogger("crm_http_litestar")
@@ -53,6 +54,10 @@ class CrmRuntime:
     ai: AIProvider | None = None
     #: SMS numbers, webhook keys and the Wix key (``/api/sms``, ``/webhooks/…``).
     messaging: MessagingSettings = attrs.field(factory=MessagingSettings)
+    #: The deployment's Redis (``CRM_REDIS_URL``); ``None``: all state in this process.
+    shared: SharedState | None = None
+    #: Access changes of other processes, when ``shared``.
+    access_epoch: SharedAccessEpoch | None = None
 
 
 def build_services(
@@ -63,6 +68,7 @@ def build_services(
     recorder: GroupCommitAuditRecorder,
     access_cache_ttl: int = 30,
     sms_sender: SmsSender | None = None,
+    on_access_change: Callable[[], Awaitable[None]] | None = None,
 ) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
     from crm_domain.bootstrap import bootstrap
@@ -75,6 +81,7 @@ def build_services(
         audit_recorder=recorder,
         access_cache_ttl=timedelta(seconds=access_cache_ttl),
         sms_sender=sms_sender,
+        on_access_change=on_access_change,
     )
 
 
@@ -112,7 +119,14 @@ async def open_runtime(
     ids = ids or UlidFactory()
     owned = gateway is None
     gateway = gateway or load_gateway(settings.database_url)
+    shared = (
+        SharedState.from_url(settings.redis_url, settings.redis_namespace)
+        if settings.redis_url
+        else None
+    )
     try:
+        if shared is not None:
+            await shared.ping()
         if migrate_first:
             await migrate(gateway)
         recorder = GroupCommitAuditRecorder(
@@ -125,8 +139,23 @@ async def open_runtime(
         messaging = MessagingSettings.from_settings(settings)
         owned_sender = sms_sender is None
         sms_sender = sms_sender or load_optional_sms_sender(settings, messaging)
+        access_epoch: SharedAccessEpoch | None = None
+        if shared is not None:
+
+            def drop_access_caches() -> None:
+                services.access.invalidate()
+                services.grants.invalidate()
+
+            access_epoch = SharedAccessEpoch(shared, clock, drop_access_caches)
         services = build_services(
-            gateway, clock, ids, ai, recorder, settings.access_cache_ttl, sms_sender
+            gateway,
+            clock,
+            ids,
+            ai,
+            recorder,
+            settings.access_cache_ttl,
+            sms_sender=sms_sender,
+            on_access_change=None if access_epoch is None else access_epoch.publish,
         )
         runtime = CrmRuntime(
             settings=settings,
@@ -141,6 +170,7 @@ async def open_runtime(
                 ids,
                 token_ttl=timedelta(seconds=settings.token_ttl),
                 idle_timeout=timedelta(seconds=settings.session_idle_timeout),
+                revocations=None if shared is None else SharedRevocations(shared, clock),
             ),
             grants=services.grants,
             google=GoogleIdTokenVerifier(
@@ -155,9 +185,12 @@ async def open_runtime(
                 per_user=settings.rate_limit_per_user,
                 per_address=settings.rate_limit_per_address,
                 now=lambda: clock.now().timestamp(),
+                shared=shared,
             ),
             ai=ai,
             messaging=messaging,
+            shared=shared,
+            access_epoch=access_epoch,
         )
         try:
             yield runtime
@@ -167,6 +200,8 @@ async def open_runtime(
             if owned_sender:
                 await close_sms_sender(sms_sender)
     finally:
+        if shared is not None:
+            await shared.aclose()
         if owned:
             await gateway.close()
 

@@ -4,7 +4,9 @@ A token is only a pointer to a :class:`~crm_domain.entities.Session` record.  Th
 record is read through a small cache so the hot path does not hit the store on
 every request; the cache is short-lived (``record_ttl``, a few seconds) so a
 logout in another worker process takes effect within that time, and a logout
-in this process evicts it at once.  Activity is written back (``touch``) at
+in this process evicts it at once.  With shared ``revocations`` (Redis, when
+``CRM_REDIS_URL`` is set) every request also asks whether any process ended
+the session, so a logout is effective everywhere at once.  Activity is written back (``touch``) at
 most every ``touch_interval``: the idle clock may therefore end a session up to
 that much *early*, never late.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import attrs
 from crm_domain.entities import Session
@@ -21,6 +24,9 @@ from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
 
 from crm_http_litestar.tokens import InvalidToken, TokenClaims, TokenCodec
+
+if TYPE_CHECKING:
+    from crm_http_litestar.shared_state import SharedRevocations
 
 
 @attrs.define(slots=True)
@@ -54,6 +60,7 @@ class SessionManager:
         idle_timeout: timedelta,
         record_ttl: timedelta = timedelta(seconds=5),
         max_cached: int = 50_000,
+        revocations: SharedRevocations | None = None,
     ) -> None:
         self._gateway = gateway
         self._codec = codec
@@ -66,6 +73,7 @@ class SessionManager:
         self._touch_interval = min(30.0, idle_timeout.total_seconds() / 10)
         self._max_cached = max_cached
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._revocations = revocations
 
     @property
     def codec(self) -> TokenCodec:
@@ -113,6 +121,9 @@ class SessionManager:
             raise InvalidToken("session was signed out")
         if now >= session.expires_at:
             raise InvalidToken("session expired")
+        if self._revocations is not None and await self._revocations.is_revoked(session.id):
+            self._cache.pop(claims.session_id, None)
+            raise InvalidToken("session was signed out")
         if now_ts - cached.last_seen_ts > self.idle_timeout.total_seconds():
             self._cache.pop(claims.session_id, None)
             raise InvalidToken("session ended after inactivity (automatic logoff)")
@@ -145,6 +156,11 @@ class SessionManager:
     async def revoke(self, session_id: str) -> None:
         """End a session for good (logout); later requests with its token get 401."""
         self._cache.pop(session_id, None)
+        if self._revocations is not None:
+            # First, and fail closed: once this returns no process accepts the token.
+            async with self._gateway.unit_of_work(None) as uow:
+                session = await uow.sessions.get(session_id)
+            await self._revocations.revoke(session_id, session.expires_at)
         async with self._gateway.unit_of_work(None) as uow:
             await uow.sessions.revoke(session_id, self._clock.now())
             await uow.commit()

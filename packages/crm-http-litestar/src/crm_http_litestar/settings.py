@@ -64,6 +64,15 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item for item in env.get(name, "").replace(",", " ").split() if item)
 
 
+def _redis_url(env: Mapping[str, str]) -> str:
+    raw = env.get("CRM_REDIS_URL", "").strip()
+    if raw and not raw.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ValidationError(
+            "CRM_REDIS_URL", f"must be a redis://, rediss:// or unix:// URL, got {raw!r}"
+        )
+    return raw
+
+
 def sqlite_path(database_url: str) -> Path | None:
     """The file behind a ``sqlite…:///path`` URL, or ``None`` for other stores or memory."""
     scheme, sep, rest = database_url.partition("://")
@@ -120,6 +129,11 @@ class Settings:
     #: Read-audit group commit: entries per transaction and entries waiting at most.
     audit_batch_size: int = 500
     audit_queue_size: int = 10_000
+    #: Redis shared by every server process (rate limits, logouts, access changes);
+    #: empty keeps all of it in each process.
+    redis_url: str = ""
+    #: Prefix of every Redis key, so deployments (and test runs) can share one Redis.
+    redis_namespace: str = "crm"
     #: Run the outbox consumer inside the server process (the embedded default).
     run_worker: bool = True
     demo: bool = False
@@ -169,6 +183,8 @@ class Settings:
             max_body_bytes=_int(env, "CRM_MAX_BODY_BYTES", 1_000_000, minimum=1024),
             cors_origins=_list(env, "CRM_CORS_ORIGINS"),
             run_worker=_bool(env, "CRM_RUN_WORKER", True),
+            redis_url=_redis_url(env),
+            redis_namespace=env.get("CRM_REDIS_NAMESPACE", "").strip() or "crm",
             demo=demo,
         )
         return settings.with_demo_key() if demo else settings

@@ -6,18 +6,23 @@ the real app, the real pipeline and a real gateway — nothing is mocked.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import queue
+import secrets
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 from crm_domain.clock import FixedClock, UlidFactory
+from crm_domain.errors import Unavailable
 from crm_domain.plugins import load_gateway
 from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
 from litestar import Litestar
@@ -30,6 +35,7 @@ from crm_http_litestar.demo import seed_demo
 from crm_http_litestar.plugin import CrmConfig
 from crm_http_litestar.runtime import CrmRuntime
 from crm_http_litestar.settings import Settings
+from crm_http_litestar.shared_state import SharedState
 
 #: A signing key for tests.
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # noqa: S105 - a test key, not a secret
@@ -186,16 +192,84 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+#: The Redis the shared-state tests use (CI starts it; a missing Redis fails them).
+REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@contextlib.asynccontextmanager
+async def fresh_redis_namespace() -> AsyncIterator[str]:
+    """A Redis key namespace of one test alone; every key in it is deleted afterwards.
+
+    Fails (never skips) when Redis is not reachable: the shared state is a real part.
+    """
+    namespace = f"crm-test-{uuid.uuid4().hex}"
+    shared = SharedState.from_url(REDIS_URL, namespace)
+    try:
+        await shared.ping()
+    except Unavailable as exc:
+        await shared.aclose()
+        raise AssertionError(
+            f"these tests need Redis at {REDIS_URL} (CRM_TEST_REDIS_URL): {exc}"
+        ) from exc
+    try:
+        yield namespace
+    finally:
+        await shared.store.delete_all()
+        await shared.aclose()
+
+
+#: The PostgreSQL server of the tests unless ``CRM_TEST_POSTGRES_URL`` names another.
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "crm_test") -> Iterator[tuple[str, str]]:
+    """A private, empty PostgreSQL database: (CRM_DATABASE_URL, plain DSN as superuser).
+
+    On the server of ``CRM_TEST_POSTGRES_URL``; dropped afterwards.  An unreachable
+    server fails the test (never skips it).
+    """
+    import asyncpg  # crm-gateway-sql's PostgreSQL driver, needed only here
+    import sqlalchemy as sa
+
+    url = sa.make_url(os.environ.get("CRM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin_dsn = url.render_as_string(hide_password=False).replace("+asyncpg", "", 1)
+    dsn = url.set(database=name).render_as_string(hide_password=False).replace("+asyncpg", "", 1)
+
+    async def admin(sql: str) -> None:
+        try:
+            conn = await asyncpg.connect(admin_dsn, timeout=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise AssertionError(
+                f"PostgreSQL at {url} is unreachable ({exc}); set CRM_TEST_POSTGRES_URL"
+            ) from exc
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False), dsn
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 __all__ = [
     "CRM",
+    "DEFAULT_POSTGRES_URL",
     "EMAILS",
+    "REDIS_URL",
     "SECRET",
     "Peer",
     "World",
     "cli_env",
     "free_port",
+    "fresh_redis_namespace",
     "one_line_error",
     "open_world",
+    "postgres_database",
     "run_crm",
     "start_crm",
 ]

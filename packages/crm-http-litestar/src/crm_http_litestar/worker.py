@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,13 @@ class EventDispatcher:
 
     async def __call__(self, message: OutboxMessage) -> None:
         """Deliver; any exception sends the message back for a retry."""
+        logger.debug(
+            "delivering event %s %s attempt %d in process %d",
+            message.event.id,
+            message.event.name,
+            message.attempts,
+            os.getpid(),
+        )
         if self._queue is not None:
             await self._queue.publish(self._queue_name, [message.event])
         for handler in self._handlers.get(message.event.name, ()):

@@ -9,7 +9,9 @@ entry: the pipeline audits the request they belong to.  They are the one
 access cache of a process: answers are kept for ``cache_ttl`` (at most 60 s,
 the contract's bound; the HTTP server's ``CRM_ACCESS_CACHE_TTL``), so a change
 made elsewhere — another worker, the CLI, the database — takes effect within
-that time, and a change made through this service at once.
+that time, and a change made through this service at once.  ``on_change``
+(awaited after every such change) lets an entry point tell its other
+processes, which then drop their caches too.
 
 Everything else is an admin use case checked against RBAC and audited like any
 other.  Staff, memberships and IP rules are managed at the caller's own
@@ -107,6 +109,8 @@ def _invalidates_access(
             return await method(service, *args, **kwargs)
         finally:
             service.invalidate()
+            if service.on_change is not None:
+                await service.on_change()
 
     return write
 
@@ -135,6 +139,7 @@ class AccessService:
         ids: IdFactory,
         *,
         cache_ttl: timedelta = timedelta(seconds=30),
+        on_change: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if cache_ttl > MAX_CACHE_TTL:
             raise ValueError("roles and IP rules may be cached for at most 60 seconds")
@@ -143,6 +148,8 @@ class AccessService:
         # One cache for the read path, keyed by kind: ("access", user, location),
         # ("location", code or id), ("allowlist", location id).  Misses are kept too.
         self._cache: dict[tuple[str, ...], tuple[datetime, object]] = {}
+        #: Awaited after every change of locations, members, IP rules or grants made here.
+        self.on_change = on_change
 
     def invalidate(self) -> None:
         """Forget every cached answer (this service's own writes do it themselves)."""
@@ -477,6 +484,8 @@ class AccessService:
                     added += 1
             call.detail = f"{added} default grants added"
         base.authorizer.source.invalidate()
+        if self.on_change is not None:
+            await self.on_change()
         return added
 
     # -- the security pipeline's read path -------------------------------------------
