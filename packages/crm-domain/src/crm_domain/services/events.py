@@ -38,6 +38,13 @@ class EventName(enum.StrEnum):
     MEMBERSHIP_DEACTIVATED = "MembershipDeactivated"
     IP_RULE_ADDED = "IpRuleAdded"
     IP_RULE_REMOVED = "IpRuleRemoved"
+    CAMPAIGN_CREATED = "CampaignCreated"
+    CAMPAIGN_UPDATED = "CampaignUpdated"
+    CAMPAIGN_SCHEDULED = "CampaignScheduled"
+    CAMPAIGN_SENDING = "CampaignSending"
+    CAMPAIGN_PAUSED = "CampaignPaused"
+    CAMPAIGN_CANCELLED = "CampaignCancelled"
+    CAMPAIGN_COMPLETED = "CampaignCompleted"
 
 
 __all__ = ["EventName"]
