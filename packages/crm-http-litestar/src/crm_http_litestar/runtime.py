@@ -19,13 +19,16 @@ from crm_domain.policies import GrantSource
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
-from crm_domain.ports.messaging import SmsSender
+from crm_domain.ports.messaging import Mailer, SmsSender
+from crm_domain.services import UnsubscribeLinks
 
 from crm_http_litestar.audit import GroupCommitAuditRecorder
 from crm_http_litestar.google import GoogleIdTokenVerifier
 from crm_http_litestar.messaging import (
     MessagingSettings,
+    campaign_links,
     close_sms_sender,
+    load_optional_mailer,
     load_optional_sms_sender,
 )
 from crm_http_litestar.rate_limit import RateLimits
@@ -63,6 +66,8 @@ def build_services(
     recorder: GroupCommitAuditRecorder,
     access_cache_ttl: int = 30,
     sms_sender: SmsSender | None = None,
+    mailer: Mailer | None = None,
+    campaign_links: UnsubscribeLinks | None = None,
 ) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
     from crm_domain.bootstrap import bootstrap
@@ -75,6 +80,8 @@ def build_services(
         audit_recorder=recorder,
         access_cache_ttl=timedelta(seconds=access_cache_ttl),
         sms_sender=sms_sender,
+        mailer=mailer,
+        unsubscribe_links=campaign_links,
     )
 
 
@@ -105,6 +112,7 @@ async def open_runtime(
     ai: AIProvider | None = None,
     sms_sender: SmsSender | None = None,
     migrate_first: bool = False,
+    mailer: Mailer | None = None,
 ) -> AsyncIterator[CrmRuntime]:
     """Open the gateway and wire everything; close it all on exit."""
     secret = settings.require_secret()
@@ -125,8 +133,18 @@ async def open_runtime(
         messaging = MessagingSettings.from_settings(settings)
         owned_sender = sms_sender is None
         sms_sender = sms_sender or load_optional_sms_sender(settings, messaging)
+        owned_mailer = mailer is None
+        mailer = mailer or load_optional_mailer(settings)
         services = build_services(
-            gateway, clock, ids, ai, recorder, settings.access_cache_ttl, sms_sender
+            gateway,
+            clock,
+            ids,
+            ai,
+            recorder,
+            settings.access_cache_ttl,
+            sms_sender,
+            mailer,
+            campaign_links(settings),
         )
         runtime = CrmRuntime(
             settings=settings,
@@ -166,6 +184,12 @@ async def open_runtime(
             await runtime.google.aclose()
             if owned_sender:
                 await close_sms_sender(sms_sender)
+            aclose = getattr(mailer, "aclose", None)
+            if owned_mailer and aclose is not None:
+                try:
+                    await aclose()
+                except Exception as exc:  # a failed QUIT at shutdown loses nothing
+                    logger.warning("closing the mailer failed: %s", exc)
     finally:
         if owned:
             await gateway.close()
