@@ -356,10 +356,11 @@ class EmailMarketingService:
             resource_id=campaign_id,
             write=True,
         ) as call:
-            if self._mailer is None:
-                raise Unavailable("no mailer is configured (CRM_MAIL_PROVIDER)")
             campaign = await call.uow.campaigns.get(campaign_id)
             now = base.clock.now()
+            # After the lookup: an unknown campaign is a 404 whatever is configured.
+            if self._mailer is None:
+                raise Unavailable("no mailer is configured (CRM_MAIL_PROVIDER)")
             if campaign.status is CampaignStatus.PAUSED:
                 if at is not None:
                     raise ValidationError("scheduled_at", "a paused campaign resumes now")
@@ -432,10 +433,10 @@ class EmailMarketingService:
             resource_id=campaign_id,
             write=False,
         ) as call:
-            if self._mailer is None:
-                raise Unavailable("no mailer is configured (CRM_MAIL_PROVIDER)")
             campaign = await call.uow.campaigns.get(campaign_id)
             location = await call.uow.locations.get(ctx.tenant_id)
+            if self._mailer is None:
+                raise Unavailable("no mailer is configured (CRM_MAIL_PROVIDER)")
             now = base.clock.now()
             sample = Contact(
                 id="test",
