@@ -193,3 +193,39 @@ async def test_permissions_and_other_locations(mail_world: World) -> None:
         json={"to": "not an address"},
     )
     assert bad_to.status_code == 422 and "to" in bad_to.text
+
+
+async def test_the_unsubscribe_link_confirms_on_get_and_unsubscribes_on_post(
+    mail_world: World, inbox: tuple[Inbox, int]
+) -> None:
+    world = mail_world
+    headers = await world.headers("owner")
+    cid = (await _create(world))["id"]
+    before = (await world.client.get(f"/api/campaigns/{cid}/preview", headers=headers)).json()
+    assert (await world.client.post(f"/api/campaigns/{cid}/send", headers=headers)).is_success
+    await drain_outbox(world)
+    _, raw = inbox[0].messages[0]
+    link = str(message_from_bytes(raw, policy=policy.default)["List-Unsubscribe"]).strip("<>")
+    path = link.removeprefix("https://crm.avatar-imaging.example")
+    assert path.startswith("/campaigns/unsubscribe/")
+
+    page = await world.client.get(path)  # no token: the link needs no login
+    assert page.status_code == 200 and '<form method="post">' in page.text
+    after_get = (await world.client.get(f"/api/campaigns/{cid}/preview", headers=headers)).json()
+    assert after_get["count"] == before["count"]  # looking is not unsubscribing
+
+    one_click = await world.client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert one_click.status_code == 200, one_click.text
+    after = (await world.client.get(f"/api/campaigns/{cid}/preview", headers=headers)).json()
+    assert after["count"] == before["count"] - 1
+    assert (await world.client.post(path)).status_code == 200  # repeating is harmless
+
+    forged = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    assert (await world.client.get(forged)).status_code == 404
+    assert (await world.client.post(forged)).status_code == 404
+    entries = [e for e in await world.audit("sydney") if e.resource_type == "contact"]
+    assert any("unsubscribed by link" in (e.detail or "") for e in entries)

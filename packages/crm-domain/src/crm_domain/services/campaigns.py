@@ -64,6 +64,7 @@ from crm_domain.services.campaign_rendering import (
     sanitise_html,
     text_from_html,
 )
+from crm_domain.services.contacts import _facts as _contact_facts
 from crm_domain.services.events import EventName
 
 #: The error on a delivery found ``sending`` after a crash (see the module docstring).
@@ -507,6 +508,50 @@ class EmailMarketingService:
                         DeliveryStatus.FAILED,
                         error=result.error or "refused by the mailer",
                     )
+
+    # -- recipients -------------------------------------------------------------
+
+    def check_unsubscribe(self, token: str) -> str:
+        """The location of a genuine unsubscribe token (``NotFound`` otherwise); reads nothing."""
+        return self._links.verify(token)[0]
+
+    async def unsubscribe(self, ctx: Context, token: str) -> None:
+        """Withdraw the email consent of the recipient of a genuine token (idempotent).
+
+        ``ctx`` is the token's location's system user (the link needs no login).
+        The contact is not named in the link or the answer; the change is audited
+        and emits ``ContactUpdated``.
+        """
+        tenant_id, delivery_id = self._links.verify(token)
+        if tenant_id != ctx.tenant_id:
+            raise NotFound("unknown unsubscribe link")
+        base = self._base
+        async with base.use_case(
+            ctx,
+            Resource.CONTACTS,
+            Action.UPDATE,
+            audit=AuditAction.UPDATE,
+            resource_type="contact",
+            write=True,
+        ) as call:
+            delivery = await call.uow.deliveries.get(delivery_id)
+            contact = await call.uow.contacts.get(delivery.contact_id)
+            call.resource_id = contact.id
+            if not contact.email_opt_in:
+                call.detail = "unsubscribe link: already unsubscribed"
+                return
+            now = base.clock.now()
+            updated = attrs.evolve(
+                contact, email_opt_in=False, consent_updated_at=now, updated_at=now
+            )
+            await call.uow.contacts.update(updated)
+            await call.emit(
+                EventName.CONTACT_UPDATED,
+                "contact",
+                contact.id,
+                {**_contact_facts(updated), "changed": ["email_opt_in"]},
+            )
+            call.detail = f"unsubscribed by link (campaign {delivery.campaign_id})"
 
     # -- steps ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from litestar.types import ControllerRouterHandler
 from crm_http_litestar.routes.admin import admin_router
 from crm_http_litestar.routes.auth import auth_router
 from crm_http_litestar.routes.bookings import bookings_router
+from crm_http_litestar.routes.campaign_links import campaign_links_router
 from crm_http_litestar.routes.campaigns import campaigns_router
 from crm_http_litestar.routes.contacts import contacts_router
 from crm_http_litestar.routes.health import health
@@ -29,6 +30,7 @@ def all_routes() -> list[ControllerRouterHandler]:
         sms_router(),
         webhooks_router(),
         campaigns_router(),
+        campaign_links_router(),
     ]
 
 
