@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
@@ -249,14 +250,8 @@ class EmailMarketingService:
     ) -> EmailCampaign:
         """Edit a draft; ``Conflict`` once it is scheduled or sent."""
         base = self._base
-        async with base.use_case(
-            ctx,
-            Resource.CAMPAIGNS,
-            Action.UPDATE,
-            audit=AuditAction.UPDATE,
-            resource_type="campaign",
-            resource_id=campaign_id,
-            write=True,
+        async with self._case(
+            ctx, campaign_id, Action.UPDATE, AuditAction.UPDATE, write=True
         ) as call:
             campaign = await call.uow.campaigns.get(campaign_id)
             if campaign.status not in _EDITABLE:
@@ -275,15 +270,7 @@ class EmailMarketingService:
 
     async def get(self, ctx: Context, campaign_id: str) -> EmailCampaign:
         """One campaign of the location (``NotFound`` for another location's)."""
-        async with self._base.use_case(
-            ctx,
-            Resource.CAMPAIGNS,
-            Action.READ,
-            audit=AuditAction.READ,
-            resource_type="campaign",
-            resource_id=campaign_id,
-            write=False,
-        ) as call:
+        async with self._case(ctx, campaign_id, Action.READ, AuditAction.READ, write=False) as call:
             return await call.uow.campaigns.get(campaign_id)
 
     async def list(self, ctx: Context, query: CampaignQuery) -> Page[EmailCampaign]:
@@ -302,15 +289,7 @@ class EmailMarketingService:
 
     async def preview(self, ctx: Context, campaign_id: str) -> AudiencePreview:
         """How many contacts the audience reaches now (with consent and an email), and a sample."""
-        async with self._base.use_case(
-            ctx,
-            Resource.CAMPAIGNS,
-            Action.READ,
-            audit=AuditAction.READ,
-            resource_type="campaign",
-            resource_id=campaign_id,
-            write=False,
-        ) as call:
+        async with self._case(ctx, campaign_id, Action.READ, AuditAction.READ, write=False) as call:
             campaign = await call.uow.campaigns.get(campaign_id)
             recipients = await _audience(call.uow, campaign.audience)
             call.detail = f"preview: {len(recipients)} recipients"
@@ -318,15 +297,7 @@ class EmailMarketingService:
 
     async def progress(self, ctx: Context, campaign_id: str) -> CampaignProgress:
         """The campaign and its deliveries counted by status."""
-        async with self._base.use_case(
-            ctx,
-            Resource.CAMPAIGNS,
-            Action.READ,
-            audit=AuditAction.READ,
-            resource_type="campaign",
-            resource_id=campaign_id,
-            write=False,
-        ) as call:
+        async with self._case(ctx, campaign_id, Action.READ, AuditAction.READ, write=False) as call:
             campaign = await call.uow.campaigns.get(campaign_id)
             counts = {
                 status.value: await call.uow.deliveries.count(
@@ -348,15 +319,7 @@ class EmailMarketingService:
         without a mailer (nothing changes).
         """
         base = self._base
-        async with base.use_case(
-            ctx,
-            Resource.CAMPAIGNS,
-            Action.SEND,
-            audit=AuditAction.SEND,
-            resource_type="campaign",
-            resource_id=campaign_id,
-            write=True,
-        ) as call:
+        async with self._case(ctx, campaign_id, Action.SEND, AuditAction.SEND, write=True) as call:
             campaign = await call.uow.campaigns.get(campaign_id)
             now = base.clock.now()
             # After the lookup: an unknown campaign is a 404 whatever is configured.
@@ -425,15 +388,7 @@ class EmailMarketingService:
     async def test_send(self, ctx: Context, campaign_id: str, to: str) -> None:
         """Send the campaign once to a staff address, rendered for a sample contact ``Test``."""
         base = self._base
-        async with base.use_case(
-            ctx,
-            Resource.CAMPAIGNS,
-            Action.SEND,
-            audit=AuditAction.SEND,
-            resource_type="campaign",
-            resource_id=campaign_id,
-            write=False,
-        ) as call:
+        async with self._case(ctx, campaign_id, Action.SEND, AuditAction.SEND, write=False) as call:
             campaign = await call.uow.campaigns.get(campaign_id)
             location = await call.uow.locations.get(ctx.tenant_id)
             if self._mailer is None:
@@ -590,14 +545,8 @@ class EmailMarketingService:
         event: str,
     ) -> EmailCampaign:
         base = self._base
-        async with base.use_case(
-            ctx,
-            Resource.CAMPAIGNS,
-            Action.UPDATE,
-            audit=AuditAction.UPDATE,
-            resource_type="campaign",
-            resource_id=campaign_id,
-            write=True,
+        async with self._case(
+            ctx, campaign_id, Action.UPDATE, AuditAction.UPDATE, write=True
         ) as call:
             campaign = await call.uow.campaigns.get(campaign_id)
             if campaign.status not in allowed:
@@ -613,16 +562,30 @@ class EmailMarketingService:
             call.detail = event
             return moved
 
-    def _worker_case(self, ctx: Context, campaign_id: str, *, write: bool = True) -> Any:
+    def _case(
+        self,
+        ctx: Context,
+        campaign_id: str,
+        action: Action,
+        audit: AuditAction,
+        *,
+        write: bool,
+    ) -> AbstractAsyncContextManager[Call]:
+        """A use case on one campaign (RBAC, unit of work, audit: see ``ServiceBase``)."""
         return self._base.use_case(
             ctx,
             Resource.CAMPAIGNS,
-            Action.SEND,
-            audit=AuditAction.SEND,
+            action,
+            audit=audit,
             resource_type="campaign",
             resource_id=campaign_id,
             write=write,
         )
+
+    def _worker_case(
+        self, ctx: Context, campaign_id: str, *, write: bool = True
+    ) -> AbstractAsyncContextManager[Call]:
+        return self._case(ctx, campaign_id, Action.SEND, AuditAction.SEND, write=write)
 
     async def _settle_in_doubt(self, ctx: Context, campaign_id: str) -> None:
         async with self._worker_case(ctx, campaign_id) as call:
