@@ -97,6 +97,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         # /webhooks/wix answer as in production.
         adapter_settings={
             "CRM_SMS_PROVIDER": "log",
+            "CRM_MAIL_PROVIDER": "log",
             "CRM_SMS_NUMBERS": "sydney=+61291500000",
             "CRM_WIX_PUBLIC_KEY": _public_pem(),
         },

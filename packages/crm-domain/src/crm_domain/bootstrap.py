@@ -35,6 +35,8 @@ from crm_domain.services import (
     warmness_handlers,
     webhook_handlers,
 )
+from crm_domain.services.campaigns import EmailMarketingService, UnsubscribeLinks
+from crm_domain.services.handlers import campaign_handlers
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +65,8 @@ class Services:
     queue: QueueGateway | None = None
     mailer: Mailer | None = None
     sms_sender: SmsSender | None = None
+    #: Email campaigns: drafts, audiences, sending through ``mailer`` in the worker.
+    campaigns: EmailMarketingService | None = None
 
     def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
         """The domain's outbox consumers by event name, for a worker to register.
@@ -76,6 +80,7 @@ class Services:
             **warmness_handlers(self.contacts),
             **sms_handlers(self.sms),
             **webhook_handlers(self.webhooks),
+            **({} if self.campaigns is None else campaign_handlers(self.campaigns)),
         }
 
 
@@ -92,6 +97,8 @@ def bootstrap(
     prevent_booking_overlaps: bool = True,
     access_cache_ttl: timedelta = timedelta(seconds=30),
     on_access_change: Callable[[], Awaitable[None]] | None = None,
+    unsubscribe_links: UnsubscribeLinks | None = None,
+    mail_from: str | None = None,
 ) -> Services:
     """Build the services on ``gateway``.
 
@@ -136,6 +143,9 @@ def bootstrap(
         queue=queue,
         mailer=mailer,
         sms_sender=sms_sender,
+        campaigns=EmailMarketingService(
+            *ports, mailer=mailer, unsubscribe=unsubscribe_links, from_address=mail_from
+        ),
     )
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import attrs
 from crm_domain.errors import ValidationError
-from crm_domain.plugins import load_sms_sender
-from crm_domain.ports.messaging import SmsSender
+from crm_domain.plugins import load_mailer, load_sms_sender
+from crm_domain.ports.messaging import Mailer, SmsSender
+from crm_domain.services import UnsubscribeLinks
 from crm_domain.values import parse_phone
 
 from crm_http_litestar.settings import Network, Settings, parse_networks
@@ -147,11 +148,37 @@ async def close_sms_sender(sender: SmsSender | None) -> None:
         await aclose()
 
 
+def load_optional_mailer(settings: Settings) -> Mailer | None:
+    """The mailer ``CRM_MAIL_PROVIDER`` names (``smtp``, ``gmail``, ``log``); ``None`` unset.
+
+    The demo logs email instead of sending it unless a provider is named.
+    """
+    provider = settings.adapter_settings.get("CRM_MAIL_PROVIDER", "").strip().lower()
+    if not provider and settings.demo:
+        provider = "log"
+    return load_mailer(provider, settings.adapter_settings) if provider else None
+
+
+def campaign_links(settings: Settings) -> UnsubscribeLinks:
+    """Campaign unsubscribe links under ``CRM_PUBLIC_URL`` signed with a key from the secret.
+
+    The key is derived from ``CRM_SECRET_KEY``, so every process (server, workers)
+    signs and checks the same links, and rotating the secret voids old ones.
+    """
+    base = settings.adapter_settings.get("CRM_PUBLIC_URL", "").strip() or "http://localhost:8000"
+    key = hmac.new(
+        settings.require_secret().encode(), b"campaign-unsubscribe", hashlib.sha256
+    ).digest()
+    return UnsubscribeLinks(f"{base.rstrip('/')}/campaigns/unsubscribe", key)
+
+
 __all__ = [
     "DEMO_SMS_NUMBERS",
     "MAX_WEBHOOK_BYTES",
     "MessagingSettings",
+    "campaign_links",
     "close_sms_sender",
     "demo_key",
+    "load_optional_mailer",
     "load_optional_sms_sender",
 ]

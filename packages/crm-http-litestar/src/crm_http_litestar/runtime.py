@@ -19,13 +19,16 @@ from crm_domain.policies import GrantSource
 from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
-from crm_domain.ports.messaging import SmsSender
+from crm_domain.ports.messaging import Mailer, SmsSender
+from crm_domain.services import UnsubscribeLinks
 
 from crm_http_litestar.audit import GroupCommitAuditRecorder
 from crm_http_litestar.google import GoogleIdTokenVerifier
 from crm_http_litestar.messaging import (
     MessagingSettings,
+    campaign_links,
     close_sms_sender,
+    load_optional_mailer,
     load_optional_sms_sender,
 )
 from crm_http_litestar.rate_limit import RateLimits
@@ -69,6 +72,8 @@ def build_services(
     access_cache_ttl: int = 30,
     sms_sender: SmsSender | None = None,
     on_access_change: Callable[[], Awaitable[None]] | None = None,
+    mailer: Mailer | None = None,
+    campaign_links: UnsubscribeLinks | None = None,
 ) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
     from crm_domain.bootstrap import bootstrap
@@ -82,6 +87,8 @@ def build_services(
         access_cache_ttl=timedelta(seconds=access_cache_ttl),
         sms_sender=sms_sender,
         on_access_change=on_access_change,
+        mailer=mailer,
+        unsubscribe_links=campaign_links,
     )
 
 
@@ -112,6 +119,7 @@ async def open_runtime(
     ai: AIProvider | None = None,
     sms_sender: SmsSender | None = None,
     migrate_first: bool = False,
+    mailer: Mailer | None = None,
 ) -> AsyncIterator[CrmRuntime]:
     """Open the gateway and wire everything; close it all on exit."""
     secret = settings.require_secret()
@@ -147,6 +155,8 @@ async def open_runtime(
                 services.grants.invalidate()
 
             access_epoch = SharedAccessEpoch(shared, clock, drop_access_caches)
+        owned_mailer = mailer is None
+        mailer = mailer or load_optional_mailer(settings)
         services = build_services(
             gateway,
             clock,
@@ -156,6 +166,8 @@ async def open_runtime(
             settings.access_cache_ttl,
             sms_sender=sms_sender,
             on_access_change=None if access_epoch is None else access_epoch.publish,
+            mailer=mailer,
+            campaign_links=campaign_links(settings),
         )
         runtime = CrmRuntime(
             settings=settings,
@@ -199,6 +211,12 @@ async def open_runtime(
             await runtime.google.aclose()
             if owned_sender:
                 await close_sms_sender(sms_sender)
+            aclose = getattr(mailer, "aclose", None)
+            if owned_mailer and aclose is not None:
+                try:
+                    await aclose()
+                except Exception as exc:  # a failed QUIT at shutdown loses nothing
+                    logger.warning("closing the mailer failed: %s", exc)
     finally:
         if shared is not None:
             await shared.aclose()

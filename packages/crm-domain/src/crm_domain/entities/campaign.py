@@ -27,6 +27,8 @@ class CampaignStatus(enum.StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
     SENDING = "sending"
+    #: Stopped by staff mid-send; resuming sends the rest (never again to anyone sent).
+    PAUSED = "paused"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
 
@@ -86,6 +88,8 @@ class DeliveryStatus(enum.StrEnum):
     """State of one campaign email to one contact."""
 
     PENDING = "pending"
+    #: Handed to the mailer; ``sent`` once its acceptance is recorded (see the campaign service).
+    SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
     BOUNCED = "bounced"

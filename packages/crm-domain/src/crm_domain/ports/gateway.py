@@ -213,6 +213,15 @@ class CampaignRepository(Repository[EmailCampaign, CampaignQuery], Protocol):
 class DeliveryRepository(Repository[CampaignDelivery, DeliveryQuery], Protocol):
     """Campaign deliveries (tenant-owned); unique per (campaign, contact)."""
 
+    async def replace_if_unchanged(self, expected: CampaignDelivery, new: CampaignDelivery) -> bool:
+        """Store ``new`` only if the stored delivery still equals ``expected``.
+
+        The claim of a delivery by one of several sending workers: of two that
+        read the same pending delivery, at most one makes the change (the other
+        gets ``False``, or ``Conflict`` at commit).
+        """
+        ...
+
 
 class AutomationRepository(Repository[AutomationRule, AutomationQuery], Protocol):
     """Automation rules (tenant-owned)."""

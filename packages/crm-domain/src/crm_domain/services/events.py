@@ -41,6 +41,13 @@ class EventName(enum.StrEnum):
     CONTACTS_IMPORTED = "ContactsImported"
     CONTACTS_MERGED = "ContactsMerged"
     CONTACT_ERASED = "ContactErased"
+    CAMPAIGN_CREATED = "CampaignCreated"
+    CAMPAIGN_UPDATED = "CampaignUpdated"
+    CAMPAIGN_SCHEDULED = "CampaignScheduled"
+    CAMPAIGN_SENDING = "CampaignSending"
+    CAMPAIGN_PAUSED = "CampaignPaused"
+    CAMPAIGN_CANCELLED = "CampaignCancelled"
+    CAMPAIGN_COMPLETED = "CampaignCompleted"
 
 
 __all__ = ["EventName"]

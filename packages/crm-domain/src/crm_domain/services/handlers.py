@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from crm_domain.context import Context
 from crm_domain.entities import DomainEvent, OutboxMessage
 from crm_domain.errors import Conflict, NotFound
+from crm_domain.services.campaigns import EmailMarketingService
 from crm_domain.services.contacts import ContactService
 from crm_domain.services.events import EventName
 from crm_domain.services.sms import SmsService
@@ -129,12 +130,45 @@ def webhook_handlers(webhooks: WebhookService) -> Mapping[str, tuple[EventHandle
     return {EXTERNAL_BOOKING_RECEIVED: (ApplyExternalBooking(webhooks),)}
 
 
+class SendCampaign:
+    """Sends a campaign's pending deliveries on ``CampaignSending`` (see ``deliver``).
+
+    Redelivery of the event, a second worker or a restart after a crash are
+    all safe: the delivery rows say who is still to be sent.  A mailer outage
+    raises, so the relay retries with back-off; a campaign deleted since is
+    skipped.
+    """
+
+    def __init__(self, campaigns: EmailMarketingService) -> None:
+        self._campaigns = campaigns
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Send what is left of the campaign this event names."""
+        event = message.event
+        ctx = _system_for(event)
+        if ctx is None:
+            return
+        try:
+            await self._campaigns.deliver(ctx, event.aggregate_id)
+        except NotFound:
+            return
+
+
+def campaign_handlers(
+    campaigns: EmailMarketingService,
+) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → handlers that send email campaigns."""
+    return {EventName.CAMPAIGN_SENDING.value: (SendCampaign(campaigns),)}
+
+
 __all__ = [
     "WARMNESS_EVENTS",
     "ApplyExternalBooking",
     "DeliverSms",
     "EventHandler",
     "RescoreWarmness",
+    "SendCampaign",
+    "campaign_handlers",
     "sms_handlers",
     "warmness_handlers",
     "webhook_handlers",

@@ -152,6 +152,17 @@ class TableRepository(_Part, Generic[E, Q]):
         if not await self._store.update(self._name, entity, tenant):
             raise NotFound(f"{self._table.noun} {cast('Any', entity).id!r} not found")
 
+    async def replace_if_unchanged(self, expected: E, new: E) -> bool:
+        """Replace ``expected`` by ``new`` only if the stored row still equals ``expected``.
+
+        ``False`` when another unit of work changed it first; a race that both
+        read the same row is settled by the store (the loser gets ``False`` here
+        or ``Conflict`` at commit), so at most one of them makes the change.
+        """
+        self._check_owner(expected)
+        self._check_owner(new)
+        return await self._store.compare_and_set(self._name, expected, new)
+
     async def delete(self, entity_id: str) -> None:
         """Delete, applying the relations' on-delete rules."""
         if not await self._store.delete(self._name, entity_id, self._scope()):

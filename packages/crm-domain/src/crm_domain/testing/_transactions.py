@@ -7,7 +7,7 @@ import anyio.lowlevel
 import pytest
 
 from crm_domain.audit_chain import verify_chain
-from crm_domain.entities import OutboxStatus, Role
+from crm_domain.entities import DeliveryStatus, OutboxStatus, Role
 from crm_domain.errors import Conflict, NotFound, Reference, ValidationError
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import ContactQuery, TaskQuery, TouchpointQuery
@@ -191,6 +191,48 @@ class ConcurrencyConformance(GatewayKit):
                 chain = list(await uow.audit.chain())
             assert [e.sequence for e in chain] == [1, 2, 3, 4, 5]
             assert verify_chain(chain, tenant) is None
+
+    async def test_a_delivery_is_claimed_by_one_of_two_racing_workers(self, world: World) -> None:
+        # Two sending workers read the same pending delivery and both try to claim it:
+        # at most one claim may land (the other sees False, or Conflict at commit).
+        tenant = world.a.id
+        contact = world.contact(tenant)
+        campaign = world.campaign(tenant)
+        delivery = world.delivery(tenant, campaign.id, contact.id)
+        await world.save(tenant, contact, campaign, delivery)
+        both_read = anyio.Event()
+        readers: list[int] = []
+        landed: list[int] = []
+
+        async def worker(n: int) -> None:
+            try:
+                async with world.gateway.unit_of_work(tenant) as uow:
+                    seen = await uow.deliveries.get(delivery.id)
+                    readers.append(n)
+                    if len(readers) == 2:
+                        both_read.set()
+                    await both_read.wait()  # both have seen it pending before either claims
+                    assert seen.status is DeliveryStatus.PENDING
+                    claimed = evolve(seen, status=DeliveryStatus.SENDING, error=f"worker {n}")
+                    if await uow.deliveries.replace_if_unchanged(seen, claimed):
+                        await uow.commit()
+                        landed.append(n)
+            except Conflict:
+                pass
+
+        async with anyio.create_task_group() as group:
+            for n in range(2):
+                group.start_soon(worker, n)
+        assert len(landed) == 1, landed
+        async with world.gateway.unit_of_work(tenant) as uow:
+            stored = await uow.deliveries.get(delivery.id)
+        assert stored.status is DeliveryStatus.SENDING
+        assert stored.error == f"worker {landed[0]}"
+        async with world.gateway.unit_of_work(tenant) as uow:
+            # A claim against a row that has changed since it was read does nothing.
+            assert not await uow.deliveries.replace_if_unchanged(
+                delivery, evolve(delivery, status=DeliveryStatus.SENT)
+            )
 
 
 class ConstraintConformance(GatewayKit):

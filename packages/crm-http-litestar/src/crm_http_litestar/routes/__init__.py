@@ -7,6 +7,8 @@ from litestar.types import ControllerRouterHandler
 from crm_http_litestar.routes.admin import admin_router
 from crm_http_litestar.routes.auth import auth_router
 from crm_http_litestar.routes.bookings import bookings_router
+from crm_http_litestar.routes.campaign_links import campaign_links_router
+from crm_http_litestar.routes.campaigns import campaigns_router
 from crm_http_litestar.routes.contacts import contacts_router
 from crm_http_litestar.routes.duplicates import duplicates_router
 from crm_http_litestar.routes.erasure import erasure_router
@@ -33,6 +35,8 @@ def all_routes() -> list[ControllerRouterHandler]:
         exports_router(),
         duplicates_router(),
         erasure_router(),
+        campaigns_router(),
+        campaign_links_router(),
     ]
 
 
