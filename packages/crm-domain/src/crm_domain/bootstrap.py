@@ -35,6 +35,8 @@ from crm_domain.services import (
     warmness_handlers,
     webhook_handlers,
 )
+from crm_domain.services.handlers import merge_handlers, reminder_handlers
+from crm_domain.services.reminders import ReminderService
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +65,8 @@ class Services:
     queue: QueueGateway | None = None
     mailer: Mailer | None = None
     sms_sender: SmsSender | None = None
+    #: Booking reminders by SMS and no-show follow-ups (run by the worker).
+    reminders: ReminderService | None = None
 
     def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
         """The domain's outbox consumers by event name, for a worker to register.
@@ -72,11 +76,15 @@ class Services:
         through ``sms_sender`` (``SmsQueued``), and accepted booking webhooks
         applied (``ExternalBookingReceived``).
         """
-        return {
+        handlers = {
             **warmness_handlers(self.contacts),
             **sms_handlers(self.sms),
             **webhook_handlers(self.webhooks),
         }
+        if self.reminders is None:
+            return handlers
+        # Merged, not unpacked: BookingMarkedNoShow also rescores warmness.
+        return merge_handlers(handlers, reminder_handlers(self.reminders))
 
 
 def bootstrap(
@@ -91,6 +99,7 @@ def bootstrap(
     audit_recorder: AuditRecorder | None = None,
     prevent_booking_overlaps: bool = True,
     access_cache_ttl: timedelta = timedelta(seconds=30),
+    sms_numbers: Mapping[str, str] | None = None,
 ) -> Services:
     """Build the services on ``gateway``.
 
@@ -107,6 +116,9 @@ def bootstrap(
     cache keeps role grants, memberships, location lookups and IP allowlists:
     a change made elsewhere takes effect within it, one made through the
     services at once.
+
+    ``sms_numbers`` (location code → SMS number) is where booking reminders
+    are sent from; a location without one gets none.
     """
     clock = clock or SystemClock()
     ids = ids or UlidFactory()
@@ -115,12 +127,13 @@ def bootstrap(
     authorizer = Authorizer(grants)
     ports = (gateway, authorizer, recorder, clock, ids)
     bookings = BookingService(*ports, prevent_overlaps=prevent_booking_overlaps)
+    sms = SmsService(*ports, ai=ai, sender=sms_sender)
     return Services(
         contacts=ContactService(*ports, ai=ai),
         bookings=bookings,
         webhooks=WebhookService(*ports, bookings=bookings),
         tasks=TaskService(*ports, ai=ai),
-        sms=SmsService(*ports, ai=ai, sender=sms_sender),
+        sms=sms,
         access=AccessService(*ports, cache_ttl=access_cache_ttl),
         audit=AuditService(*ports),
         reports=ReportingService(*ports, ai=ai),
@@ -134,6 +147,7 @@ def bootstrap(
         queue=queue,
         mailer=mailer,
         sms_sender=sms_sender,
+        reminders=ReminderService(*ports, sms=sms, sms_numbers=sms_numbers),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 
 import attrs
@@ -63,6 +63,7 @@ def build_services(
     recorder: GroupCommitAuditRecorder,
     access_cache_ttl: int = 30,
     sms_sender: SmsSender | None = None,
+    sms_numbers: Mapping[str, str] | None = None,
 ) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
     from crm_domain.bootstrap import bootstrap
@@ -75,6 +76,7 @@ def build_services(
         audit_recorder=recorder,
         access_cache_ttl=timedelta(seconds=access_cache_ttl),
         sms_sender=sms_sender,
+        sms_numbers=sms_numbers,
     )
 
 
@@ -126,7 +128,14 @@ async def open_runtime(
         owned_sender = sms_sender is None
         sms_sender = sms_sender or load_optional_sms_sender(settings, messaging)
         services = build_services(
-            gateway, clock, ids, ai, recorder, settings.access_cache_ttl, sms_sender
+            gateway,
+            clock,
+            ids,
+            ai,
+            recorder,
+            settings.access_cache_ttl,
+            sms_sender,
+            sms_numbers=messaging.sms_numbers,
         )
         runtime = CrmRuntime(
             settings=settings,

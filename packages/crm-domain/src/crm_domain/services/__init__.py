@@ -35,10 +35,13 @@ from crm_domain.services.handlers import (
     DeliverSms,
     EventHandler,
     RescoreWarmness,
+    merge_handlers,
+    reminder_handlers,
     sms_handlers,
     warmness_handlers,
     webhook_handlers,
 )
+from crm_domain.services.reminders import REMINDER_REPLY_HINT, ReminderService
 from crm_domain.services.reports import (
     ALL_LOCATIONS,
     Report,
@@ -61,6 +64,7 @@ __all__ = [
     "CANCELLED_BY_SMS",
     "MAX_BOOKING_LENGTH",
     "OPT_OUT_CONFIRMATION",
+    "REMINDER_REPLY_HINT",
     "UNSET",
     "WARMNESS_EVENTS",
     "WARMNESS_RECEIPTS",
@@ -87,6 +91,7 @@ __all__ = [
     "Member",
     "NoAccess",
     "PersonDetails",
+    "ReminderService",
     "Report",
     "ReportAnswer",
     "ReportLocation",
@@ -104,6 +109,8 @@ __all__ = [
     "UpsertExternalBooking",
     "WebhookService",
     "lead_profile",
+    "merge_handlers",
+    "reminder_handlers",
     "sms_handlers",
     "warmness_handlers",
     "webhook_handlers",

@@ -15,6 +15,7 @@ from crm_domain.entities._fields import coerce_enum
 from crm_domain.errors import Conflict, NotFound, ValidationError
 from crm_domain.pagination import Page
 from crm_domain.policies.rbac import Authorizer
+from crm_domain.policies.reminders import due_reminders
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import MAX_LIMIT, BookingQuery
@@ -148,6 +149,7 @@ class BookingService:
             await self._refuse_overlap(call.uow, booking)
             await call.uow.bookings.add(booking)
             await call.emit(EventName.BOOKING_CREATED, "booking", booking.id, _facts(booking))
+            await self._schedule_reminders(call, booking)
             return booking
 
     async def reschedule(self, ctx: Context, command: RescheduleBooking) -> Booking:
@@ -157,6 +159,8 @@ class BookingService:
             when = _time_range(command.starts_at, command.ends_at)
             moved = booking.rescheduled(when, self._base.clock.now())
             await self._refuse_overlap(call.uow, moved)
+            # The old reminders stay in the outbox and find the start moved: they do nothing.
+            await self._schedule_reminders(call, moved)
             return moved
 
         return await self._change(
@@ -351,6 +355,29 @@ class BookingService:
             await call.uow.bookings.update(changed)
             await call.emit(event, "booking", changed.id, _facts(changed))
             return changed
+
+    async def _schedule_reminders(self, call: Call, booking: Booking) -> None:
+        """Queue the booking's SMS reminders, each dated when it is due (same unit of work).
+
+        Each event names the start it reminds of; the consumer checks the booking
+        still starts then and is open, so a cancelled or moved booking's
+        reminders do nothing and need no deleting.
+        """
+        location = await call.uow.locations.get(booking.tenant_id)
+        now = self._base.clock.now()
+        for offset, due in due_reminders(booking.starts_at, location.timezone, now).items():
+            await call.emit(
+                EventName.BOOKING_REMINDER_DUE,
+                "booking",
+                booking.id,
+                {
+                    "booking_id": booking.id,
+                    "contact_id": booking.contact_id,
+                    "starts_at": booking.starts_at.isoformat(),
+                    "reminder": offset,
+                },
+                at=due,
+            )
 
     @staticmethod
     async def _require_contact(uow: UnitOfWork, contact_id: str) -> None:

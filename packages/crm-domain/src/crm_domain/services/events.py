@@ -38,6 +38,8 @@ class EventName(enum.StrEnum):
     MEMBERSHIP_DEACTIVATED = "MembershipDeactivated"
     IP_RULE_ADDED = "IpRuleAdded"
     IP_RULE_REMOVED = "IpRuleRemoved"
+    #: Scheduled: dated when a booking's SMS reminder is due (the outbox holds it until then).
+    BOOKING_REMINDER_DUE = "BookingReminderDue"
 
 
 __all__ = ["EventName"]
