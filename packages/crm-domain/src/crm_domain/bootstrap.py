@@ -35,7 +35,8 @@ from crm_domain.services import (
     warmness_handlers,
     webhook_handlers,
 )
-from crm_domain.services.handlers import merge_handlers, reminder_handlers
+from crm_domain.services.automations import AutomationService
+from crm_domain.services.handlers import automation_handlers, merge_handlers, reminder_handlers
 from crm_domain.services.reminders import ReminderService
 
 
@@ -67,6 +68,8 @@ class Services:
     sms_sender: SmsSender | None = None
     #: Booking reminders by SMS and no-show follow-ups (run by the worker).
     reminders: ReminderService | None = None
+    #: Automation rules (``/api/automations``) and the engine the worker runs.
+    automations: AutomationService | None = None
 
     def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
         """The domain's outbox consumers by event name, for a worker to register.
@@ -81,10 +84,12 @@ class Services:
             **sms_handlers(self.sms),
             **webhook_handlers(self.webhooks),
         }
-        if self.reminders is None:
-            return handlers
-        # Merged, not unpacked: BookingMarkedNoShow also rescores warmness.
-        return merge_handlers(handlers, reminder_handlers(self.reminders))
+        # Merged, not unpacked: BookingMarkedNoShow also rescores warmness, and so on.
+        if self.reminders is not None:
+            handlers = merge_handlers(handlers, reminder_handlers(self.reminders))
+        if self.automations is not None:
+            handlers = merge_handlers(handlers, automation_handlers(self.automations))
+        return handlers
 
 
 def bootstrap(
@@ -148,6 +153,7 @@ def bootstrap(
         mailer=mailer,
         sms_sender=sms_sender,
         reminders=ReminderService(*ports, sms=sms, sms_numbers=sms_numbers),
+        automations=AutomationService(*ports, sms=sms, sms_numbers=sms_numbers),
     )
 
 

@@ -10,6 +10,7 @@ from crm_domain.services._ai import lead_profile
 from crm_domain.services._base import Call, ServiceBase
 from crm_domain.services.access import Access, AccessService, Member, NoAccess
 from crm_domain.services.audit import AuditService, ChainReport
+from crm_domain.services.automations import AutomationService, DryRun, RuleSpec
 from crm_domain.services.bookings import MAX_BOOKING_LENGTH, BookingService
 from crm_domain.services.commands import (
     UNSET,
@@ -35,6 +36,7 @@ from crm_domain.services.handlers import (
     DeliverSms,
     EventHandler,
     RescoreWarmness,
+    automation_handlers,
     merge_handlers,
     reminder_handlers,
     sms_handlers,
@@ -74,6 +76,7 @@ __all__ = [
     "AddUser",
     "AllowIp",
     "AuditService",
+    "AutomationService",
     "BookingService",
     "Call",
     "CancelBooking",
@@ -84,6 +87,7 @@ __all__ = [
     "CreateLocation",
     "CreateTask",
     "DeliverSms",
+    "DryRun",
     "EventHandler",
     "EventName",
     "ExternalBookingEvent",
@@ -99,6 +103,7 @@ __all__ = [
     "ReportingService",
     "RescheduleBooking",
     "RescoreWarmness",
+    "RuleSpec",
     "ServiceBase",
     "SmsService",
     "TaskService",
@@ -108,6 +113,7 @@ __all__ = [
     "UpdateTask",
     "UpsertExternalBooking",
     "WebhookService",
+    "automation_handlers",
     "lead_profile",
     "merge_handlers",
     "reminder_handlers",

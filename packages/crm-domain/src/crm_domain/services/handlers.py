@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from crm_domain.context import Context
 from crm_domain.entities import DomainEvent, OutboxMessage
 from crm_domain.errors import Conflict, NotFound
+from crm_domain.services.automations import AUTOMATION_TRIGGERS, AutomationService
 from crm_domain.services.contacts import ContactService
 from crm_domain.services.events import EventName
 from crm_domain.services.reminders import ReminderService
@@ -164,6 +165,25 @@ def reminder_handlers(reminders: ReminderService) -> Mapping[str, tuple[EventHan
     }
 
 
+class RunAutomations:
+    """Runs the location's enabled rules for an event (each once per event; depth-limited)."""
+
+    def __init__(self, automations: AutomationService) -> None:
+        self._automations = automations
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Run the rules of this event's name."""
+        ctx = _system_for(message.event)
+        if ctx is not None:
+            await self._automations.run(ctx, message.event)
+
+
+def automation_handlers(automations: AutomationService) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → the automation engine, for every event a rule may be triggered by."""
+    handler = RunAutomations(automations)
+    return {name.value: (handler,) for name in AUTOMATION_TRIGGERS}
+
+
 def merge_handlers(
     *groups: Mapping[str, tuple[EventHandler, ...]],
 ) -> dict[str, tuple[EventHandler, ...]]:
@@ -182,7 +202,9 @@ __all__ = [
     "EventHandler",
     "FollowUpNoShow",
     "RescoreWarmness",
+    "RunAutomations",
     "SendBookingReminder",
+    "automation_handlers",
     "merge_handlers",
     "reminder_handlers",
     "sms_handlers",
