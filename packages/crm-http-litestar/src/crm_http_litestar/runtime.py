@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import attrs
 from crm_domain.bootstrap import Services
-from crm_domain.clock import SystemClock, UlidFactory
+from crm_domain.clock import UlidFactory
 from crm_domain.plugins import load_ai, load_gateway
 from crm_domain.policies import GrantSource
 from crm_domain.ports.ai import AIProvider
@@ -22,6 +22,7 @@ from crm_domain.ports.gateway import DatabaseGateway, SupportsMigrations
 from crm_domain.ports.messaging import SmsSender
 
 from crm_http_litestar.audit import GroupCommitAuditRecorder
+from crm_http_litestar.clocks import configured_clock
 from crm_http_litestar.google import GoogleIdTokenVerifier
 from crm_http_litestar.messaging import (
     MessagingSettings,
@@ -110,7 +111,8 @@ async def open_runtime(
 ) -> AsyncIterator[CrmRuntime]:
     """Open the gateway and wire everything; close it all on exit."""
     secret = settings.require_secret()
-    clock = clock or SystemClock()
+    # CRM_CLOCK_FILE: a clock tests move from outside the process (crm_http_litestar.clocks).
+    clock = clock or configured_clock(dict(settings.adapter_settings))
     ids = ids or UlidFactory()
     owned = gateway is None
     gateway = gateway or load_gateway(settings.database_url)

@@ -6,6 +6,7 @@ from litestar.types import ControllerRouterHandler
 
 from crm_http_litestar.routes.admin import admin_router
 from crm_http_litestar.routes.auth import auth_router
+from crm_http_litestar.routes.automations import automations_router
 from crm_http_litestar.routes.bookings import bookings_router
 from crm_http_litestar.routes.contacts import contacts_router
 from crm_http_litestar.routes.health import health
@@ -27,6 +28,7 @@ def all_routes() -> list[ControllerRouterHandler]:
         reports_router(),
         sms_router(),
         webhooks_router(),
+        automations_router(),
     ]
 
 
