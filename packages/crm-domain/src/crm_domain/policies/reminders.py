@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from crm_domain.policies.messaging import MARKETING_WINDOW_END, MARKETING_WINDOW_START
@@ -53,6 +53,8 @@ def move_out_of_quiet_hours(due: datetime, timezone: str) -> datetime:
 def reminder_times(starts_at: datetime, timezone: str) -> dict[str, datetime]:
     """When each reminder of a booking starting at ``starts_at`` is due (UTC-aware)."""
     zone = ZoneInfo(timezone)
+    # Elapsed-time arithmetic in UTC (on a zoned datetime Python adds wall-clock time).
+    starts_at = starts_at.astimezone(UTC)
     local_start = starts_at.astimezone(zone)
     day_before = datetime.combine(
         local_start.date() - timedelta(days=1), local_start.time(), tzinfo=zone
