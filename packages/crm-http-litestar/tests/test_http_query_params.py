@@ -26,6 +26,8 @@ TIME_FILTERS = {
     ("/api/contacts/{id}/touchpoints", "occurred_to"),
     ("/api/bookings", "starts_from"),
     ("/api/bookings", "starts_to"),
+    ("/api/bookings/slots", "from"),
+    ("/api/bookings/slots", "to"),
     ("/api/tasks", "due_to"),
     ("/api/admin/audit", "occurred_from"),
     ("/api/admin/audit", "occurred_to"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from crm_domain.errors import Conflict, NotFound, ValidationError
 from crm_domain.pagination import Page
 from crm_domain.policies.rbac import Authorizer
 from crm_domain.policies.reminders import due_reminders
+from crm_domain.policies.slots import free_slots
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import MAX_LIMIT, BookingQuery
@@ -329,6 +331,70 @@ class BookingService:
             page = await call.uow.bookings.list(query or BookingQuery())
             call.detail = f"{len(page.items)} returned"
             return page
+
+    async def free_slots(
+        self,
+        ctx: Context,
+        service_type: str | None,
+        start: datetime,
+        end: datetime,
+        duration_minutes: int = 30,
+    ) -> builtins.list[tuple[datetime, datetime]]:
+        """Free slots for ``service_type`` in ``[start, end)``, earliest first (``bookings:read``).
+
+        ``service_type`` ``None``: any service — every open booking counts.
+
+        Inside the location's opening hours (local time, DST-aware), clear of
+        every open booking of the same service by the location's buffer
+        (:func:`~crm_domain.policies.slots.free_slots`).  ``ValidationError``
+        on ``from``/``to`` (at most 31 days) or ``duration`` (5 to 720 minutes).
+        """
+        if service_type is not None and not service_type.strip():
+            raise ValidationError("service", "must not be empty")
+        if start.utcoffset() is None or end.utcoffset() is None:
+            raise ValidationError("from", "times need a UTC offset")
+        if end <= start:
+            raise ValidationError("to", "must be after from")
+        if end - start > timedelta(days=31):
+            raise ValidationError("to", "at most 31 days after from")
+        if not 5 <= duration_minutes <= 720:
+            raise ValidationError("duration", "must be 5 to 720 minutes")
+        async with self._base.use_case(
+            ctx,
+            Resource.BOOKINGS,
+            Action.READ,
+            audit=AuditAction.READ,
+            resource_type="booking",
+            write=False,
+        ) as call:
+            location = await call.uow.locations.get(ctx.tenant_id)
+            buffer = timedelta(minutes=location.settings.booking_buffer_minutes)
+            query = BookingQuery(
+                service_type=service_type,
+                starts_from=start - buffer - MAX_BOOKING_LENGTH,
+                starts_to=end + buffer,
+                limit=MAX_LIMIT,
+            )
+            busy: builtins.list[tuple[datetime, datetime]] = []
+            while True:
+                page = await call.uow.bookings.list(query)
+                busy.extend(
+                    (b.starts_at, b.ends_at) for b in page.items if b.status in OPEN_STATUSES
+                )
+                if page.next_cursor is None:
+                    break
+                query = attrs.evolve(query, cursor=page.next_cursor)
+            slots = free_slots(
+                start=start,
+                end=end,
+                hours=location.settings.operating_hours,
+                timezone=location.timezone,
+                duration=timedelta(minutes=duration_minutes),
+                buffer=buffer,
+                busy=busy,
+            )
+            call.detail = f"{len(slots)} free slots for {service_type or 'any service'}"
+            return slots
 
     # -- helpers --------------------------------------------------------------
 
