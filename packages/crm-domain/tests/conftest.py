@@ -58,6 +58,27 @@ class ServiceWorld:
             request_path="/api/test",
         )
 
+    async def relay(self, *, deliveries: int = 1) -> list[str]:
+        """Do what the worker does at the clock's now: claim what is due, hand it to the
+        services' handlers (``deliveries`` times, as after a crash), complete it; until
+        nothing is due.  Returns the names of the events handled."""
+        handlers = self.services.event_handlers()
+        handled: list[str] = []
+        while True:
+            async with self.gateway.unit_of_work(None) as uow:
+                claimed = list(await uow.outbox.claim(self.clock.now(), 100, 60.0))
+                await uow.commit()
+            if not claimed:
+                return handled
+            for message in claimed:
+                for _ in range(deliveries):
+                    for handler in handlers.get(message.event.name, ()):
+                        await handler(message)
+                handled.append(message.event.name)
+                async with self.gateway.unit_of_work(None) as uow:
+                    await uow.outbox.complete([message.event.id])
+                    await uow.commit()
+
     async def audit(self, location: Location | None = None) -> list[AuditEntry]:
         """The committed audit chain of ``location`` (default sydney), in order."""
         tenant = (location or self.sydney).id

@@ -39,22 +39,7 @@ class Engine:
 
     async def relay(self, *, redeliver: bool = False) -> int:
         """Relay until the outbox is empty; return how many messages were handled."""
-        handlers = self.services.event_handlers()
-        handled = 0
-        while True:
-            async with self.world.gateway.unit_of_work(None) as uow:
-                claimed = list(await uow.outbox.claim(self.world.clock.now(), 100, 60.0))
-                await uow.commit()
-            if not claimed:
-                return handled
-            for message in claimed:
-                for _ in range(2 if redeliver else 1):
-                    for handler in handlers.get(message.event.name, ()):
-                        await handler(message)
-                handled += 1
-                async with self.world.gateway.unit_of_work(None) as uow:
-                    await uow.outbox.complete([message.event.id])
-                    await uow.commit()
+        return len(await self.world.relay(deliveries=2 if redeliver else 1))
 
     async def tasks(self) -> list[Any]:
         page = await self.services.tasks.list(self.world.ctx(), TaskQuery(limit=100))

@@ -108,21 +108,7 @@ class Reminders:
     async def relay_until(self, when: datetime) -> list[str]:
         """Set the clock to ``when`` and relay everything due; return the event names handled."""
         self.world.clock.set(when)
-        handled: list[str] = []
-        handlers = self.services.event_handlers()
-        while True:
-            async with self.world.gateway.unit_of_work(None) as uow:
-                claimed = list(await uow.outbox.claim(when, 100, 60.0))
-                await uow.commit()
-            if not claimed:
-                return handled
-            for message in claimed:
-                for handler in handlers.get(message.event.name, ()):
-                    await handler(message)
-                handled.append(message.event.name)
-                async with self.world.gateway.unit_of_work(None) as uow:
-                    await uow.outbox.complete([message.event.id])
-                    await uow.commit()
+        return list(await self.world.relay())
 
     async def redeliver(self, name: str) -> None:
         """Hand every done event of ``name`` to its handlers again (at-least-once delivery)."""

@@ -17,7 +17,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from crm_messaging.testing import (
 )
 
 from crm_http_litestar.testing import cli_env, free_port, start_crm
+
+from .test_http_messaging_served import _eventually
 
 PATIENT = "+61412000444"
 CLINIC = "+61290000017"
@@ -120,16 +122,6 @@ def served(tmp_path: Path, clicksend_server: ProviderServer) -> Iterator[tuple[P
                     child.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     child.kill()
-
-
-def _eventually(check: Callable[[], Any], what: str, seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_reminders_reply_no_show_and_a_killed_worker(

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -287,26 +287,26 @@ class AutomationService:
 
     async def replace(self, ctx: Context, rule_id: str, spec: RuleSpec) -> AutomationRule:
         """Replace a rule's definition (also the enable switch: ``enabled``)."""
-        base = self._base
-        async with base.use_case(
-            ctx,
-            Resource.AUTOMATIONS,
-            Action.UPDATE,
-            audit=AuditAction.UPDATE,
-            resource_type="automation",
-            resource_id=rule_id,
-            write=True,
-        ) as call:
-            current = await call.uow.automations.get(rule_id)
-            rule = self._build(
-                spec, current.id, current.tenant_id, current.created_at, base.clock.now()
-            )
-            await call.uow.automations.update(rule)
-            call.detail = f"{'enabled' if rule.enabled else 'disabled'}, trigger {rule.trigger}"
-            return rule
+
+        def change(current: AutomationRule, now: datetime) -> AutomationRule:
+            return self._build(spec, current.id, current.tenant_id, current.created_at, now)
+
+        return await self._update(ctx, rule_id, change)
 
     async def set_enabled(self, ctx: Context, rule_id: str, enabled: bool) -> AutomationRule:
         """Switch a rule on or off."""
+
+        def change(current: AutomationRule, now: datetime) -> AutomationRule:
+            return attrs.evolve(current, enabled=enabled, updated_at=now)
+
+        return await self._update(ctx, rule_id, change)
+
+    async def _update(
+        self,
+        ctx: Context,
+        rule_id: str,
+        change: Callable[[AutomationRule, datetime], AutomationRule],
+    ) -> AutomationRule:
         base = self._base
         async with base.use_case(
             ctx,
@@ -317,10 +317,9 @@ class AutomationService:
             resource_id=rule_id,
             write=True,
         ) as call:
-            current = await call.uow.automations.get(rule_id)
-            rule = attrs.evolve(current, enabled=enabled, updated_at=base.clock.now())
+            rule = change(await call.uow.automations.get(rule_id), base.clock.now())
             await call.uow.automations.update(rule)
-            call.detail = "enabled" if enabled else "disabled"
+            call.detail = f"{'enabled' if rule.enabled else 'disabled'}, trigger {rule.trigger}"
             return rule
 
     async def get(self, ctx: Context, rule_id: str) -> AutomationRule:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -375,15 +375,7 @@ class BookingService:
                 starts_to=end + buffer,
                 limit=MAX_LIMIT,
             )
-            busy: builtins.list[tuple[datetime, datetime]] = []
-            while True:
-                page = await call.uow.bookings.list(query)
-                busy.extend(
-                    (b.starts_at, b.ends_at) for b in page.items if b.status in OPEN_STATUSES
-                )
-                if page.next_cursor is None:
-                    break
-                query = attrs.evolve(query, cursor=page.next_cursor)
+            busy = [(b.starts_at, b.ends_at) async for b in _open_bookings(call.uow, query)]
             slots = free_slots(
                 start=start,
                 end=end,
@@ -461,24 +453,30 @@ class BookingService:
             starts_to=booking.ends_at + buffer,
             limit=MAX_LIMIT,
         )
-        while True:
-            page = await uow.bookings.list(query)
-            for other in page.items:
-                if (
-                    other.id != booking.id
-                    and other.status in OPEN_STATUSES
-                    and other.starts_at < booking.ends_at + buffer
-                    and booking.starts_at < other.ends_at + buffer
-                ):
-                    raise Conflict(
-                        f"overlaps booking {other.id} ({other.service_type}, "
-                        f"{other.starts_at.isoformat()}–{other.ends_at.isoformat()}) "
-                        f"with the location's {location.settings.booking_buffer_minutes}-minute "
-                        "buffer"
-                    )
-            if page.next_cursor is None:
-                return
-            query = attrs.evolve(query, cursor=page.next_cursor)
+        async for other in _open_bookings(uow, query):
+            if (
+                other.id != booking.id
+                and other.starts_at < booking.ends_at + buffer
+                and booking.starts_at < other.ends_at + buffer
+            ):
+                raise Conflict(
+                    f"overlaps booking {other.id} ({other.service_type}, "
+                    f"{other.starts_at.isoformat()}–{other.ends_at.isoformat()}) "
+                    f"with the location's {location.settings.booking_buffer_minutes}-minute "
+                    "buffer"
+                )
+
+
+async def _open_bookings(uow: UnitOfWork, query: BookingQuery) -> AsyncIterator[Booking]:
+    """Every open (pending or confirmed) booking ``query`` matches, page after page."""
+    while True:
+        page = await uow.bookings.list(query)
+        for booking in page.items:
+            if booking.status in OPEN_STATUSES:
+                yield booking
+        if page.next_cursor is None:
+            return
+        query = attrs.evolve(query, cursor=page.next_cursor)
 
 
 __all__ = ["MAX_BOOKING_LENGTH", "BookingService"]
