@@ -262,6 +262,8 @@ class BookingService:
                 call.resource_id = booking.id
                 await call.uow.bookings.add(booking)
                 await call.emit(EventName.BOOKING_CREATED, "booking", booking.id, _facts(booking))
+                # A Wix booking is reminded like any other (a closed one's reminders do nothing).
+                await self._schedule_reminders(call, booking)
                 return booking
 
             call.action = AuditAction.UPDATE
@@ -301,6 +303,8 @@ class BookingService:
             await call.uow.bookings.update(booking)
             for name in events:
                 await call.emit(name, "booking", booking.id, _facts(booking))
+            if EventName.BOOKING_RESCHEDULED in events:
+                await self._schedule_reminders(call, booking)
             return booking
 
     # -- queries ----------------------------------------------------------------
