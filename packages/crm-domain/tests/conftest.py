@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,20 @@ class ServiceWorld:
             request_method="POST",
             request_path="/api/test",
         )
+
+    def wire_sms(self, sender: Any, numbers: dict[str, str]) -> Services:
+        """Rewire the services with an SMS sender, the heuristic AI and clinic numbers."""
+        from crm_domain.memory import RuleOfThumbAI
+
+        self.services = bootstrap(
+            self.gateway,
+            clock=self.clock,
+            ids=self.ids,
+            ai=RuleOfThumbAI(),
+            sms_sender=sender,
+            sms_numbers=numbers,
+        )
+        return self.services
 
     async def relay(self, *, deliveries: int = 1) -> list[str]:
         """Do what the worker does at the clock's now: claim what is due, hand it to the

@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from crm_domain.bootstrap import bootstrap
 from crm_domain.entities import Role
 from crm_domain.errors import NotFound, PermissionDenied, ValidationError
-from crm_domain.memory import RecordingSmsSender, RuleOfThumbAI
+from crm_domain.memory import RecordingSmsSender
 from crm_domain.queries import ContactQuery, TaskQuery
 from crm_domain.services import CreateContact, CreateTask, RuleSpec
 from crm_domain.services.automations import MAX_AUTOMATION_DEPTH
@@ -25,15 +24,7 @@ class Engine:
     def __init__(self, world: Any) -> None:
         self.world = world
         self.sender = RecordingSmsSender("clicksend")
-        world.services = bootstrap(
-            world.gateway,
-            clock=world.clock,
-            ids=world.ids,
-            ai=RuleOfThumbAI(),
-            sms_sender=self.sender,
-            sms_numbers={"sydney": CLINIC},
-        )
-        self.services = world.services
+        self.services = world.wire_sms(self.sender, {"sydney": CLINIC})
         self.automations = world.services.automations
         assert self.automations is not None
 

@@ -13,9 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crm_domain.bootstrap import bootstrap
 from crm_domain.entities import BookingStatus, OutboxMessage, SmsKind
-from crm_domain.memory import RecordingSmsSender, RuleOfThumbAI
+from crm_domain.memory import RecordingSmsSender
 from crm_domain.policies.reminders import (
     due_reminders,
     follow_up_due,
@@ -95,15 +94,7 @@ class Reminders:
     def __init__(self, world: Any) -> None:
         self.world = world
         self.sender = RecordingSmsSender("clicksend")
-        world.services = bootstrap(
-            world.gateway,
-            clock=world.clock,
-            ids=world.ids,
-            ai=RuleOfThumbAI(),
-            sms_sender=self.sender,
-            sms_numbers={"sydney": CLINIC},
-        )
-        self.services = world.services
+        self.services = world.wire_sms(self.sender, {"sydney": CLINIC})
 
     async def relay_until(self, when: datetime) -> list[str]:
         """Set the clock to ``when`` and relay everything due; return the event names handled."""
