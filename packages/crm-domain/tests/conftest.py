@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,41 @@ class ServiceWorld:
             request_method="POST",
             request_path="/api/test",
         )
+
+    def wire_sms(self, sender: Any, numbers: dict[str, str]) -> Services:
+        """Rewire the services with an SMS sender, the heuristic AI and clinic numbers."""
+        from crm_domain.memory import RuleOfThumbAI
+
+        self.services = bootstrap(
+            self.gateway,
+            clock=self.clock,
+            ids=self.ids,
+            ai=RuleOfThumbAI(),
+            sms_sender=sender,
+            sms_numbers=numbers,
+        )
+        return self.services
+
+    async def relay(self, *, deliveries: int = 1) -> list[str]:
+        """Do what the worker does at the clock's now: claim what is due, hand it to the
+        services' handlers (``deliveries`` times, as after a crash), complete it; until
+        nothing is due.  Returns the names of the events handled."""
+        handlers = self.services.event_handlers()
+        handled: list[str] = []
+        while True:
+            async with self.gateway.unit_of_work(None) as uow:
+                claimed = list(await uow.outbox.claim(self.clock.now(), 100, 60.0))
+                await uow.commit()
+            if not claimed:
+                return handled
+            for message in claimed:
+                for _ in range(deliveries):
+                    for handler in handlers.get(message.event.name, ()):
+                        await handler(message)
+                handled.append(message.event.name)
+                async with self.gateway.unit_of_work(None) as uow:
+                    await uow.outbox.complete([message.event.id])
+                    await uow.commit()
 
     async def audit(self, location: Location | None = None) -> list[AuditEntry]:
         """The committed audit chain of ``location`` (default sydney), in order."""

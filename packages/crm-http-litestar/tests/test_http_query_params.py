@@ -26,6 +26,8 @@ TIME_FILTERS = {
     ("/api/contacts/{id}/touchpoints", "occurred_to"),
     ("/api/bookings", "starts_from"),
     ("/api/bookings", "starts_to"),
+    ("/api/bookings/slots", "from"),
+    ("/api/bookings/slots", "to"),
     ("/api/tasks", "due_to"),
     ("/api/admin/audit", "occurred_from"),
     ("/api/admin/audit", "occurred_to"),
@@ -183,7 +185,8 @@ async def test_limit_out_of_range_is_a_422_and_documented(world: World) -> None:
     document = await _openapi(world)
     headers = await world.headers("owner")
     limits = [(path, p) for path, p in _query_params(document) if p["name"] == "limit"]
-    assert len(limits) == 10  # contacts, touchpoints, bookings, tasks, sms, campaigns, admin lists
+    assert len(limits) == 11  # contacts, touchpoints, bookings, tasks, sms, campaigns,
+    # automations, admin lists
     for path, param in limits:
         assert (param["schema"]["minimum"], param["schema"]["maximum"]) == (1, 200), path
         url = await _url(world, path)

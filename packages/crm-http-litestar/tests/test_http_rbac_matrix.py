@@ -9,12 +9,14 @@ import httpx
 import pytest
 from crm_domain.entities import (
     Action,
+    AutomationRule,
     Booking,
     Contact,
     IpRule,
     Membership,
     Resource,
     Role,
+    RuleAction,
     StaffUser,
     Task,
 )
@@ -115,6 +117,48 @@ async def _ip_rule(w: World, loc: str) -> IpRule:
         await uow.ip_rules.add(rule)
         await uow.commit()
     return rule
+
+
+async def _automation(w: World, loc: str) -> AutomationRule:
+    now = w.clock.now()
+    rule = AutomationRule(
+        id=w.runtime.ids.new_id(),
+        tenant_id=w.locations[loc],
+        name="Matrix rule",
+        trigger="ContactCreated",
+        actions=[RuleAction(kind="add_tag", params={"tag": "matrix"})],
+        created_at=now,
+        updated_at=now,
+    )
+    async with w.gateway.unit_of_work(rule.tenant_id) as uow:
+        await uow.automations.add(rule)
+        await uow.commit()
+    return rule
+
+
+_RULE = {
+    "name": "Tag web leads",
+    "trigger": "ContactCreated",
+    "conditions": [{"field": "source", "op": "eq", "value": "website"}],
+    "actions": [{"kind": "add_tag", "params": {"tag": "web"}}],
+}
+
+
+async def automations_create(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
+    return await w.client.post("/api/automations", headers=h, json=_RULE)
+
+
+async def automations_read(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
+    return await w.client.get(f"/api/automations/{(await _automation(w, loc)).id}", headers=h)
+
+
+async def automations_update(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
+    rule = await _automation(w, loc)
+    return await w.client.patch(f"/api/automations/{rule.id}", headers=h, json={"enabled": False})
+
+
+async def automations_delete(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
+    return await w.client.delete(f"/api/automations/{(await _automation(w, loc)).id}", headers=h)
 
 
 def _future(w: World, days: int) -> dict[str, str]:
@@ -248,6 +292,10 @@ CASES: dict[tuple[Resource, Action], tuple[Case, int]] = {
     (Resource.IP_RULES, Action.READ): (ip_rules_read, 200),
     (Resource.IP_RULES, Action.DELETE): (ip_rules_delete, 204),
     (Resource.AUDIT, Action.READ): (audit_read, 200),
+    (Resource.AUTOMATIONS, Action.CREATE): (automations_create, 201),
+    (Resource.AUTOMATIONS, Action.READ): (automations_read, 200),
+    (Resource.AUTOMATIONS, Action.UPDATE): (automations_update, 200),
+    (Resource.AUTOMATIONS, Action.DELETE): (automations_delete, 204),
 }
 
 

@@ -35,8 +35,15 @@ from crm_domain.services import (
     warmness_handlers,
     webhook_handlers,
 )
+from crm_domain.services.automations import AutomationService
 from crm_domain.services.campaigns import EmailMarketingService, UnsubscribeLinks
-from crm_domain.services.handlers import campaign_handlers
+from crm_domain.services.handlers import (
+    automation_handlers,
+    campaign_handlers,
+    merge_handlers,
+    reminder_handlers,
+)
+from crm_domain.services.reminders import ReminderService
 
 
 @attrs.frozen(kw_only=True)
@@ -67,21 +74,34 @@ class Services:
     sms_sender: SmsSender | None = None
     #: Email campaigns: drafts, audiences, sending through ``mailer`` in the worker.
     campaigns: EmailMarketingService | None = None
+    #: Booking reminders by SMS and no-show follow-ups (run by the worker).
+    reminders: ReminderService | None = None
+    #: Automation rules (``/api/automations``) and the engine the worker runs.
+    automations: AutomationService | None = None
 
     def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
         """The domain's outbox consumers by event name, for a worker to register.
 
         Warmness rescored on touchpoint and booking events (needs ``ai``;
         without a provider the handlers change nothing), and queued SMS sent
-        through ``sms_sender`` (``SmsQueued``), and accepted booking webhooks
-        applied (``ExternalBookingReceived``).
+        through ``sms_sender`` (``SmsQueued``), accepted booking webhooks
+        applied (``ExternalBookingReceived``), campaigns sent, booking reminders
+        and no-show follow-ups, and the location's automation rules.
         """
-        return {
-            **warmness_handlers(self.contacts),
-            **sms_handlers(self.sms),
-            **webhook_handlers(self.webhooks),
-            **({} if self.campaigns is None else campaign_handlers(self.campaigns)),
-        }
+        # Merged, not unpacked: an event named by several groups keeps every handler
+        # (BookingMarkedNoShow rescores warmness, follows up, and runs the rules).
+        groups = [
+            warmness_handlers(self.contacts),
+            sms_handlers(self.sms),
+            webhook_handlers(self.webhooks),
+        ]
+        if self.campaigns is not None:
+            groups.append(campaign_handlers(self.campaigns))
+        if self.reminders is not None:
+            groups.append(reminder_handlers(self.reminders))
+        if self.automations is not None:
+            groups.append(automation_handlers(self.automations))
+        return merge_handlers(*groups)
 
 
 def bootstrap(
@@ -99,6 +119,7 @@ def bootstrap(
     on_access_change: Callable[[], Awaitable[None]] | None = None,
     unsubscribe_links: UnsubscribeLinks | None = None,
     mail_from: str | None = None,
+    sms_numbers: Mapping[str, str] | None = None,
 ) -> Services:
     """Build the services on ``gateway``.
 
@@ -116,6 +137,9 @@ def bootstrap(
     a change made elsewhere takes effect within it, one made through the
     services at once.  ``on_access_change`` is awaited after each such change
     (the HTTP server uses it to tell its other processes).
+
+    ``sms_numbers`` (location code → SMS number) is where booking reminders
+    are sent from; a location without one gets none.
     """
     clock = clock or SystemClock()
     ids = ids or UlidFactory()
@@ -124,12 +148,13 @@ def bootstrap(
     authorizer = Authorizer(grants)
     ports = (gateway, authorizer, recorder, clock, ids)
     bookings = BookingService(*ports, prevent_overlaps=prevent_booking_overlaps)
+    sms = SmsService(*ports, ai=ai, sender=sms_sender)
     return Services(
         contacts=ContactService(*ports, ai=ai),
         bookings=bookings,
         webhooks=WebhookService(*ports, bookings=bookings),
         tasks=TaskService(*ports, ai=ai),
-        sms=SmsService(*ports, ai=ai, sender=sms_sender),
+        sms=sms,
         access=AccessService(*ports, cache_ttl=access_cache_ttl, on_change=on_access_change),
         audit=AuditService(*ports),
         reports=ReportingService(*ports, ai=ai),
@@ -146,6 +171,8 @@ def bootstrap(
         campaigns=EmailMarketingService(
             *ports, mailer=mailer, unsubscribe=unsubscribe_links, from_address=mail_from
         ),
+        reminders=ReminderService(*ports, sms=sms, sms_numbers=sms_numbers),
+        automations=AutomationService(*ports, sms=sms, sms_numbers=sms_numbers),
     )
 
 

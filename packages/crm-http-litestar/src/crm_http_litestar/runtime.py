@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import attrs
 from crm_domain.bootstrap import Services
-from crm_domain.clock import SystemClock, UlidFactory
+from crm_domain.clock import UlidFactory
 from crm_domain.plugins import load_ai, load_gateway
 from crm_domain.policies import GrantSource
 from crm_domain.ports.ai import AIProvider
@@ -23,6 +23,7 @@ from crm_domain.ports.messaging import Mailer, SmsSender
 from crm_domain.services import UnsubscribeLinks
 
 from crm_http_litestar.audit import GroupCommitAuditRecorder
+from crm_http_litestar.clocks import configured_clock
 from crm_http_litestar.google import GoogleIdTokenVerifier
 from crm_http_litestar.messaging import (
     MessagingSettings,
@@ -74,6 +75,7 @@ def build_services(
     on_access_change: Callable[[], Awaitable[None]] | None = None,
     mailer: Mailer | None = None,
     campaign_links: UnsubscribeLinks | None = None,
+    sms_numbers: Mapping[str, str] | None = None,
 ) -> Services:
     """Wire the domain's use cases with ``crm_domain.bootstrap`` (the one composition point)."""
     from crm_domain.bootstrap import bootstrap
@@ -89,6 +91,7 @@ def build_services(
         on_access_change=on_access_change,
         mailer=mailer,
         unsubscribe_links=campaign_links,
+        sms_numbers=sms_numbers,
     )
 
 
@@ -123,7 +126,8 @@ async def open_runtime(
 ) -> AsyncIterator[CrmRuntime]:
     """Open the gateway and wire everything; close it all on exit."""
     secret = settings.require_secret()
-    clock = clock or SystemClock()
+    # CRM_CLOCK_FILE: a clock tests move from outside the process (crm_http_litestar.clocks).
+    clock = clock or configured_clock(dict(settings.adapter_settings))
     ids = ids or UlidFactory()
     owned = gateway is None
     gateway = gateway or load_gateway(settings.database_url)
@@ -168,6 +172,7 @@ async def open_runtime(
             on_access_change=None if access_epoch is None else access_epoch.publish,
             mailer=mailer,
             campaign_links=campaign_links(settings),
+            sms_numbers=messaging.sms_numbers,
         )
         runtime = CrmRuntime(
             settings=settings,

@@ -10,6 +10,7 @@ from crm_domain.services._ai import lead_profile
 from crm_domain.services._base import Call, ServiceBase
 from crm_domain.services.access import Access, AccessService, Member, NoAccess
 from crm_domain.services.audit import AuditService, ChainReport
+from crm_domain.services.automations import AutomationService, DryRun, RuleSpec
 from crm_domain.services.bookings import MAX_BOOKING_LENGTH, BookingService
 from crm_domain.services.campaigns import (
     AudiencePreview,
@@ -45,7 +46,10 @@ from crm_domain.services.handlers import (
     EventHandler,
     RescoreWarmness,
     SendCampaign,
+    automation_handlers,
     campaign_handlers,
+    merge_handlers,
+    reminder_handlers,
     sms_handlers,
     warmness_handlers,
     webhook_handlers,
@@ -58,6 +62,7 @@ from crm_domain.services.imports import (
 )
 from crm_domain.services.lifecycle import LEGAL_HOLD_TAG, Erasure, LifecycleService, PurgeReport
 from crm_domain.services.merge import ContactMergeService, DuplicateCandidate, MergePlan
+from crm_domain.services.reminders import REMINDER_REPLY_HINT, ReminderService
 from crm_domain.services.reports import (
     ALL_LOCATIONS,
     Report,
@@ -81,6 +86,7 @@ __all__ = [
     "LEGAL_HOLD_TAG",
     "MAX_BOOKING_LENGTH",
     "OPT_OUT_CONFIRMATION",
+    "REMINDER_REPLY_HINT",
     "UNSET",
     "WARMNESS_EVENTS",
     "WARMNESS_RECEIPTS",
@@ -91,6 +97,7 @@ __all__ = [
     "AllowIp",
     "AudiencePreview",
     "AuditService",
+    "AutomationService",
     "BookingService",
     "Call",
     "CampaignChanges",
@@ -108,6 +115,7 @@ __all__ = [
     "CreateLocation",
     "CreateTask",
     "DeliverSms",
+    "DryRun",
     "DuplicateCandidate",
     "EmailMarketingService",
     "Erasure",
@@ -124,6 +132,7 @@ __all__ = [
     "PurgeReport",
     "Rejection",
     "RejectionSink",
+    "ReminderService",
     "Report",
     "ReportAnswer",
     "ReportLocation",
@@ -131,6 +140,7 @@ __all__ = [
     "ReportingService",
     "RescheduleBooking",
     "RescoreWarmness",
+    "RuleSpec",
     "SendCampaign",
     "ServiceBase",
     "SmsService",
@@ -142,8 +152,11 @@ __all__ = [
     "UpdateTask",
     "UpsertExternalBooking",
     "WebhookService",
+    "automation_handlers",
     "campaign_handlers",
     "lead_profile",
+    "merge_handlers",
+    "reminder_handlers",
     "sms_handlers",
     "warmness_handlers",
     "webhook_handlers",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from crm_domain.audit import (
@@ -77,10 +78,15 @@ class Call:
         aggregate_type: str,
         aggregate_id: str,
         payload: dict[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
     ) -> DomainEvent:
         """Queue a domain event in the outbox of this unit of work.
 
         ``payload`` holds ids and non-PHI facts only; consumers load the rest by id.
+        ``at`` schedules the event: the outbox hands a message over once its
+        ``occurred_at`` has come, so an event dated in the future (a booking
+        reminder) is due then; by default it is now.
         """
         service = self._service
         event = DomainEvent(
@@ -94,7 +100,7 @@ class Call:
                 "actor_user_id": self._ctx.user_id,
                 "request_id": self._ctx.request_id,
             },
-            occurred_at=service.clock.now(),
+            occurred_at=service.clock.now() if at is None else at,
         )
         await self.uow.outbox.add(event)
         return event

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import builtins
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,8 @@ from crm_domain.entities._fields import coerce_enum
 from crm_domain.errors import Conflict, NotFound, ValidationError
 from crm_domain.pagination import Page
 from crm_domain.policies.rbac import Authorizer
+from crm_domain.policies.reminders import due_reminders
+from crm_domain.policies.slots import free_slots
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
 from crm_domain.queries import MAX_LIMIT, BookingQuery
@@ -148,6 +151,7 @@ class BookingService:
             await self._refuse_overlap(call.uow, booking)
             await call.uow.bookings.add(booking)
             await call.emit(EventName.BOOKING_CREATED, "booking", booking.id, _facts(booking))
+            await self._schedule_reminders(call, booking)
             return booking
 
     async def reschedule(self, ctx: Context, command: RescheduleBooking) -> Booking:
@@ -157,6 +161,8 @@ class BookingService:
             when = _time_range(command.starts_at, command.ends_at)
             moved = booking.rescheduled(when, self._base.clock.now())
             await self._refuse_overlap(call.uow, moved)
+            # The old reminders stay in the outbox and find the start moved: they do nothing.
+            await self._schedule_reminders(call, moved)
             return moved
 
         return await self._change(
@@ -256,6 +262,8 @@ class BookingService:
                 call.resource_id = booking.id
                 await call.uow.bookings.add(booking)
                 await call.emit(EventName.BOOKING_CREATED, "booking", booking.id, _facts(booking))
+                # A Wix booking is reminded like any other (a closed one's reminders do nothing).
+                await self._schedule_reminders(call, booking)
                 return booking
 
             call.action = AuditAction.UPDATE
@@ -295,6 +303,8 @@ class BookingService:
             await call.uow.bookings.update(booking)
             for name in events:
                 await call.emit(name, "booking", booking.id, _facts(booking))
+            if EventName.BOOKING_RESCHEDULED in events:
+                await self._schedule_reminders(call, booking)
             return booking
 
     # -- queries ----------------------------------------------------------------
@@ -326,6 +336,62 @@ class BookingService:
             call.detail = f"{len(page.items)} returned"
             return page
 
+    async def free_slots(
+        self,
+        ctx: Context,
+        service_type: str | None,
+        start: datetime,
+        end: datetime,
+        duration_minutes: int = 30,
+    ) -> builtins.list[tuple[datetime, datetime]]:
+        """Free slots for ``service_type`` in ``[start, end)``, earliest first (``bookings:read``).
+
+        ``service_type`` ``None``: any service — every open booking counts.
+
+        Inside the location's opening hours (local time, DST-aware), clear of
+        every open booking of the same service by the location's buffer
+        (:func:`~crm_domain.policies.slots.free_slots`).  ``ValidationError``
+        on ``from``/``to`` (at most 31 days) or ``duration`` (5 to 720 minutes).
+        """
+        if service_type is not None and not service_type.strip():
+            raise ValidationError("service", "must not be empty")
+        if start.utcoffset() is None or end.utcoffset() is None:
+            raise ValidationError("from", "times need a UTC offset")
+        if end <= start:
+            raise ValidationError("to", "must be after from")
+        if end - start > timedelta(days=31):
+            raise ValidationError("to", "at most 31 days after from")
+        if not 5 <= duration_minutes <= 720:
+            raise ValidationError("duration", "must be 5 to 720 minutes")
+        async with self._base.use_case(
+            ctx,
+            Resource.BOOKINGS,
+            Action.READ,
+            audit=AuditAction.READ,
+            resource_type="booking",
+            write=False,
+        ) as call:
+            location = await call.uow.locations.get(ctx.tenant_id)
+            buffer = timedelta(minutes=location.settings.booking_buffer_minutes)
+            query = BookingQuery(
+                service_type=service_type,
+                starts_from=start - buffer - MAX_BOOKING_LENGTH,
+                starts_to=end + buffer,
+                limit=MAX_LIMIT,
+            )
+            busy = [(b.starts_at, b.ends_at) async for b in _open_bookings(call.uow, query)]
+            slots = free_slots(
+                start=start,
+                end=end,
+                hours=location.settings.operating_hours,
+                timezone=location.timezone,
+                duration=timedelta(minutes=duration_minutes),
+                buffer=buffer,
+                busy=busy,
+            )
+            call.detail = f"{len(slots)} free slots for {service_type or 'any service'}"
+            return slots
+
     # -- helpers --------------------------------------------------------------
 
     async def _change(
@@ -352,6 +418,29 @@ class BookingService:
             await call.emit(event, "booking", changed.id, _facts(changed))
             return changed
 
+    async def _schedule_reminders(self, call: Call, booking: Booking) -> None:
+        """Queue the booking's SMS reminders, each dated when it is due (same unit of work).
+
+        Each event names the start it reminds of; the consumer checks the booking
+        still starts then and is open, so a cancelled or moved booking's
+        reminders do nothing and need no deleting.
+        """
+        location = await call.uow.locations.get(booking.tenant_id)
+        now = self._base.clock.now()
+        for offset, due in due_reminders(booking.starts_at, location.timezone, now).items():
+            await call.emit(
+                EventName.BOOKING_REMINDER_DUE,
+                "booking",
+                booking.id,
+                {
+                    "booking_id": booking.id,
+                    "contact_id": booking.contact_id,
+                    "starts_at": booking.starts_at.isoformat(),
+                    "reminder": offset,
+                },
+                at=due,
+            )
+
     @staticmethod
     async def _require_contact(uow: UnitOfWork, contact_id: str) -> None:
         # Another location's contact reads as unknown: NotFound, never a hint it exists.
@@ -368,24 +457,30 @@ class BookingService:
             starts_to=booking.ends_at + buffer,
             limit=MAX_LIMIT,
         )
-        while True:
-            page = await uow.bookings.list(query)
-            for other in page.items:
-                if (
-                    other.id != booking.id
-                    and other.status in OPEN_STATUSES
-                    and other.starts_at < booking.ends_at + buffer
-                    and booking.starts_at < other.ends_at + buffer
-                ):
-                    raise Conflict(
-                        f"overlaps booking {other.id} ({other.service_type}, "
-                        f"{other.starts_at.isoformat()}–{other.ends_at.isoformat()}) "
-                        f"with the location's {location.settings.booking_buffer_minutes}-minute "
-                        "buffer"
-                    )
-            if page.next_cursor is None:
-                return
-            query = attrs.evolve(query, cursor=page.next_cursor)
+        async for other in _open_bookings(uow, query):
+            if (
+                other.id != booking.id
+                and other.starts_at < booking.ends_at + buffer
+                and booking.starts_at < other.ends_at + buffer
+            ):
+                raise Conflict(
+                    f"overlaps booking {other.id} ({other.service_type}, "
+                    f"{other.starts_at.isoformat()}–{other.ends_at.isoformat()}) "
+                    f"with the location's {location.settings.booking_buffer_minutes}-minute "
+                    "buffer"
+                )
+
+
+async def _open_bookings(uow: UnitOfWork, query: BookingQuery) -> AsyncIterator[Booking]:
+    """Every open (pending or confirmed) booking ``query`` matches, page after page."""
+    while True:
+        page = await uow.bookings.list(query)
+        for booking in page.items:
+            if booking.status in OPEN_STATUSES:
+                yield booking
+        if page.next_cursor is None:
+            return
+        query = attrs.evolve(query, cursor=page.next_cursor)
 
 
 __all__ = ["MAX_BOOKING_LENGTH", "BookingService"]

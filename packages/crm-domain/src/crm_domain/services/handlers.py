@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from crm_domain.context import Context
 from crm_domain.entities import DomainEvent, OutboxMessage
 from crm_domain.errors import Conflict, NotFound
+from crm_domain.services.automations import AUTOMATION_TRIGGERS, AutomationService
 from crm_domain.services.campaigns import EmailMarketingService
 from crm_domain.services.contacts import ContactService
 from crm_domain.services.events import EventName
+from crm_domain.services.reminders import ReminderService
 from crm_domain.services.sms import SmsService
 from crm_domain.services.webhooks import EXTERNAL_BOOKING_RECEIVED, WebhookService
 
@@ -161,14 +163,84 @@ def campaign_handlers(
     return {EventName.CAMPAIGN_SENDING.value: (SendCampaign(campaigns),)}
 
 
+class SendBookingReminder:
+    """Queues the SMS of a due ``BookingReminderDue`` event (once: a receipt per event)."""
+
+    def __init__(self, reminders: ReminderService) -> None:
+        self._reminders = reminders
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Queue the reminder; a stale one (booking cancelled or moved) does nothing."""
+        ctx = _system_for(message.event)
+        if ctx is not None:
+            await self._reminders.send_reminder(ctx, message.event)
+
+
+class FollowUpNoShow:
+    """Creates reception's next-morning task for a ``BookingMarkedNoShow`` event (once)."""
+
+    def __init__(self, reminders: ReminderService) -> None:
+        self._reminders = reminders
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Create the follow-up task."""
+        ctx = _system_for(message.event)
+        if ctx is not None:
+            await self._reminders.follow_up_no_show(ctx, message.event)
+
+
+def reminder_handlers(reminders: ReminderService) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → handlers that send booking reminders and follow up no-shows."""
+    return {
+        EventName.BOOKING_REMINDER_DUE.value: (SendBookingReminder(reminders),),
+        EventName.BOOKING_MARKED_NO_SHOW.value: (FollowUpNoShow(reminders),),
+    }
+
+
+class RunAutomations:
+    """Runs the location's enabled rules for an event (each once per event; depth-limited)."""
+
+    def __init__(self, automations: AutomationService) -> None:
+        self._automations = automations
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Run the rules of this event's name."""
+        ctx = _system_for(message.event)
+        if ctx is not None:
+            await self._automations.run(ctx, message.event)
+
+
+def automation_handlers(automations: AutomationService) -> Mapping[str, tuple[EventHandler, ...]]:
+    """Event name → the automation engine, for every event a rule may be triggered by."""
+    handler = RunAutomations(automations)
+    return {name.value: (handler,) for name in AUTOMATION_TRIGGERS}
+
+
+def merge_handlers(
+    *groups: Mapping[str, tuple[EventHandler, ...]],
+) -> dict[str, tuple[EventHandler, ...]]:
+    """Join handler maps; an event named in several keeps every handler, in order."""
+    merged: dict[str, tuple[EventHandler, ...]] = {}
+    for group in groups:
+        for name, handlers in group.items():
+            merged[name] = merged.get(name, ()) + tuple(handlers)
+    return merged
+
+
 __all__ = [
     "WARMNESS_EVENTS",
     "ApplyExternalBooking",
     "DeliverSms",
     "EventHandler",
+    "FollowUpNoShow",
     "RescoreWarmness",
+    "RunAutomations",
+    "SendBookingReminder",
     "SendCampaign",
+    "automation_handlers",
     "campaign_handlers",
+    "merge_handlers",
+    "reminder_handlers",
     "sms_handlers",
     "warmness_handlers",
     "webhook_handlers",

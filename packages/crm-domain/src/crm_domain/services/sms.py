@@ -403,6 +403,20 @@ class SmsService:
             call.detail = f"{len(page.items)} returned"
             return page
 
+    async def queue_in(
+        self, call: Call, contact: Contact, from_number: str, body: str, kind: SmsKind
+    ) -> SmsMessage:
+        """Queue ``body`` inside another use case's unit of work (a booking reminder).
+
+        The caller has applied :func:`~crm_domain.policies.messaging.sms_refusal`;
+        the message, its ``SmsQueued`` event and touchpoint commit with the caller's
+        write, and the worker sends it like any other (:meth:`deliver`).
+        """
+        if contact.phone is None:
+            raise Conflict(f"contact {contact.id} has no phone number")
+        clinic_phone = parse_phone(from_number, field="from_number")
+        return await self._queue(call, contact, contact.phone, clinic_phone, body, kind)
+
     # -- helpers --------------------------------------------------------------
 
     async def _queue(

@@ -6,6 +6,7 @@ from litestar.types import ControllerRouterHandler
 
 from crm_http_litestar.routes.admin import admin_router
 from crm_http_litestar.routes.auth import auth_router
+from crm_http_litestar.routes.automations import automations_router
 from crm_http_litestar.routes.bookings import bookings_router
 from crm_http_litestar.routes.campaign_links import campaign_links_router
 from crm_http_litestar.routes.campaigns import campaigns_router
@@ -37,6 +38,7 @@ def all_routes() -> list[ControllerRouterHandler]:
         erasure_router(),
         campaigns_router(),
         campaign_links_router(),
+        automations_router(),
     ]
 
 

@@ -95,7 +95,8 @@ def _declared(handler: BaseRouteHandler) -> dict[str, Rule]:
         for name, field in handler.parsed_fn_signature.parameters.items():
             kwarg = field.kwarg_definition
             if isinstance(kwarg, QueryParameter):
-                known[kwarg.query or name] = _rule(field.annotation)
+                # ``name`` is the wire name of a parameter aliased in QueryParameter(name=...).
+                known[kwarg.query or kwarg.name or name] = _rule(field.annotation)
         # Computed once per handler: its signature never changes after the app is built.
         handler.opt[_DECLARED_KEY] = known
     return cast("dict[str, Rule]", known)

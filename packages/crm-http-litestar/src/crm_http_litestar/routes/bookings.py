@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 import msgspec
 from crm_domain.entities import Booking, BookingStatus
@@ -10,7 +11,7 @@ from crm_domain.errors import ValidationError
 from crm_domain.queries import DEFAULT_LIMIT, BookingQuery
 from crm_domain.services import CancelBooking, CreateBooking, RescheduleBooking
 from litestar import Request, Response, Router, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from crm_http_litestar.routes._common import (
     IDEMPOTENCY_NOTE,
@@ -197,11 +198,74 @@ def _both_times() -> None:
     raise ValidationError("ends_at", "rescheduling needs both starts_at and ends_at")
 
 
+class SlotOut(msgspec.Struct):
+    """A free slot (UTC)."""
+
+    starts_at: datetime
+    ends_at: datetime
+
+
+class SlotsOut(msgspec.Struct):
+    """Free slots for one service, earliest first."""
+
+    #: ``None``: any service (every open booking of the location counts).
+    service_type: str | None
+    timezone: str
+    duration_minutes: int
+    slots: list[SlotOut]
+
+
+_TIME = (
+    "ISO 8601 with a UTC offset, e.g. `2026-12-01T09:00:00+11:00` or `…Z`;"
+    " a time without an offset is a 422."
+)
+
+
+@get(
+    "/slots",
+    opt={"permission": "bookings:read"},
+    summary="Suggest free slots for a service",
+    description=permission_doc(
+        "bookings:read",
+        "Slots of `duration` minutes (default 30) between `from` and `to` (at most 31 days;"
+        " one bound alone: the other is 7 days away; neither: the next 7 days) inside the"
+        " location's opening hours (its timezone, across daylight-saving changes), clear of"
+        " every open booking of the same `service` (without one: of any service) by the"
+        " location's buffer; earliest first, at most 200, on a 15-minute grid.",
+    ),
+    responses=responses(*LIST_ERRORS),
+)
+async def booking_slots(
+    crm: CrmDep,
+    service: Annotated[str | None, QueryParameter(max_length=100)] = None,
+    start: Annotated[datetime | None, QueryParameter(name="from", description=_TIME)] = None,
+    end: Annotated[datetime | None, QueryParameter(name="to", description=_TIME)] = None,
+    duration: Annotated[int, QueryParameter(ge=5, le=720)] = 30,
+) -> SlotsOut:
+    """Free slots."""
+    ctx = crm.ctx
+    pipeline = crm.pipeline
+    # One bound alone: the other is 7 days away from it; none: the next 7 days.
+    if start is None:
+        start = crm.runtime.clock.now() if end is None else end - timedelta(days=7)
+    end = end or start + timedelta(days=7)
+    slots = await pipeline.use_case(
+        crm.services.bookings.free_slots(ctx, service, start, end, duration)
+    )
+    location = await crm.services.access.find_location(ctx.tenant_id)
+    return SlotsOut(
+        service_type=service,
+        timezone=location.timezone,
+        duration_minutes=duration,
+        slots=[SlotOut(starts_at=a, ends_at=b) for a, b in slots],
+    )
+
+
 def bookings_router() -> Router:
     """Routes under ``/api/bookings``."""
     return Router(
         path="/api/bookings",
-        route_handlers=[list_bookings, create_booking, get_booking, update_booking],
+        route_handlers=[list_bookings, create_booking, booking_slots, get_booking, update_booking],
         tags=["bookings"],
         before_request=strict_query,
     )
