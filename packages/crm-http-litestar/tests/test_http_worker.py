@@ -58,3 +58,24 @@ async def test_failing_handler_is_retried_then_dead_lettered(world: World) -> No
         dead = await uow.outbox.list_status("dead")
     assert [m.event.name for m in dead] == ["ContactCreated"]
     assert "mail server down" in (dead[0].last_error or "")
+
+
+async def test_an_outage_of_half_an_hour_is_ridden_out(world: World) -> None:
+    # A provider down for 30 minutes: the event keeps being retried (with back-off)
+    # and is handled once the provider is back, not dead-lettered after a few seconds.
+    down_until = world.clock.now() + timedelta(minutes=30)
+    handled: list[str] = []
+
+    async def provider(message: OutboxMessage) -> None:
+        if world.clock.now() < down_until:
+            raise RuntimeError("provider down")
+        handled.append(message.event.id)
+
+    await _create_contact(world)
+    relay = make_relay(world.runtime, handlers={"ContactCreated": [provider]})
+    for _ in range(40):
+        await relay.run_once()
+        world.clock.advance(timedelta(minutes=2))
+    assert len(handled) == 1
+    async with world.gateway.unit_of_work(None) as uow:
+        assert await uow.outbox.list_status("dead") == []

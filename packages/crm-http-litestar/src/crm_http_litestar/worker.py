@@ -60,11 +60,17 @@ class EventDispatcher:
             await handler(message)
 
 
+#: Attempts before an event is dead-lettered.  With the relay's back-off (2 s doubling,
+#: capped at 10 min) twelve attempts ride out a provider outage of about 37 minutes
+#: before an SMS or a campaign stops being retried; five gave up after about 30 s.
+DEFAULT_MAX_ATTEMPTS = 12
+
+
 def make_relay(
     runtime: CrmRuntime,
     *,
     handlers: Mapping[str, Sequence[EventHandler]] | None = None,
-    max_attempts: int = 5,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> OutboxRelay:
     """The outbox relay of this runtime (queue from the services, handlers as given)."""
     dispatcher = EventDispatcher(handlers, runtime.services.queue)
