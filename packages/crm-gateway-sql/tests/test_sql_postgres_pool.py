@@ -149,6 +149,14 @@ async def test_a_connection_the_server_dropped_is_replaced_before_use(
     admin = await asyncpg.connect(asyncpg_dsn(postgres_database))
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", binding["pid"])
+        # pg_terminate_backend only signals: wait until the backend is really gone, so
+        # the pooled connection is a dropped one (not one still being torn down).
+        for _ in range(100):
+            if not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", binding["pid"]
+            ):
+                break
+            await asyncio.sleep(0.05)
     finally:
         await admin.close()
     seen, after = await _seen_by(gateway, "A")

@@ -8,12 +8,10 @@ must end with each person stored once.
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import sqlite3
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +19,9 @@ import anyio
 import asyncpg
 import pytest
 
-from crm_http_litestar.testing import CRM, cli_env, one_line_error, run_crm
+from crm_http_litestar.testing import CRM, cli_env, one_line_error, postgres_database, run_crm
 
 KEY = "cli-data-secret-key-0123456789-abcdefghij"
-POSTGRES = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def crm(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -192,21 +189,12 @@ def test_backup_and_restore_refuse_bad_paths_in_one_line(tmp_path: Path, brisban
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (dropped afterwards), as a ``CRM_DATABASE_URL``."""
-    name = f"crm_backup_{uuid.uuid4().hex[:10]}"
+    """A fresh PostgreSQL database (dropped afterwards), as a ``CRM_DATABASE_URL``.
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(POSTGRES)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    anyio.run(admin, f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        anyio.run(admin, f'DROP DATABASE "{name}" WITH (FORCE)')
+    On the server of ``CRM_TEST_POSTGRES_URL`` (CI sets it as a SQLAlchemy URL).
+    """
+    with postgres_database("crm_backup") as (url, _dsn):
+        yield url
 
 
 def test_postgres_backup_and_restore_round_trip(tmp_path: Path, postgres_url: str) -> None:

@@ -237,8 +237,10 @@ def test_two_servers_and_two_workers_lose_nothing_and_run_nothing_twice(tmp_path
     handed = Counter(m.group(1) for m in deliveries)
     assert set(events.values()) <= set(handed), "an event was never delivered"
     assert [e for e, n in handed.items() if n != 1] == [], "an event was delivered twice"
+    # Every hand-over was by one of the two workers.  (Whether both took a share is up to
+    # the leases' timing: one worker may claim every batch, which is correct, not a loss.)
     pids = {m.group(4) for m in deliveries if m.group(1) in set(events.values())}
-    assert pids == {str(w.pid) for w in workers}, "both workers should have consumed events"
+    assert pids and pids <= {str(w.pid) for w in workers}
     # No audit entry missing: every answered request has its entry, and the chains verify.
     assert len(request_ids) == CREATES + READS
     assert audited == set(request_ids)
@@ -293,4 +295,5 @@ def test_crm_serve_workers_runs_several_processes_on_one_port(tmp_path: Path) ->
                 assert answer.status_code == 200, answer.text
     # Two server processes started (each logs its own startup), the demo announced once.
     assert text.count("Application startup complete") == 2, text
-    assert text.count("curl ") == 1, text
+    # The demo is announced once (its token line; the webhook reply line is another curl).
+    assert text.count("Authorization: Bearer") == 1, text
