@@ -333,3 +333,63 @@ async def test_without_a_mailer_sending_is_unavailable_and_changes_nothing(world
     assert (await world.services.campaigns.get(world.ctx(), created.id)).status is (
         CampaignStatus.DRAFT
     )
+
+
+async def _relay_due(campaigns: Campaigns) -> int:
+    """One pass of the worker over the outbox: due messages only, as the relay leases them."""
+    world = campaigns.world
+    handlers = campaigns.services.event_handlers()
+    async with world.gateway.unit_of_work() as uow:
+        due = await uow.outbox.claim(world.clock.now(), 500, 60.0)
+        await uow.commit()
+    for message in due:
+        for handler in handlers.get(message.event.name, ()):
+            await handler(message)
+        async with world.gateway.unit_of_work() as uow:
+            await uow.outbox.complete([message.event.id])
+            await uow.commit()
+    return len(due)
+
+
+async def _relay_all_due(campaigns: Campaigns) -> None:
+    """Relay until nothing is due (each pass may queue events its handlers emitted)."""
+    for _ in range(20):
+        if not await _relay_due(campaigns):
+            return
+    raise AssertionError("the outbox never ran dry")
+
+
+async def test_a_scheduled_campaign_is_started_by_the_worker_when_its_time_comes(
+    campaigns: Campaigns,
+) -> None:
+    world = campaigns.world
+    await campaigns.contact("Ada")
+    created = await campaigns.campaigns.create(world.ctx(), DRAFT)
+    moved = await campaigns.campaigns.create(world.ctx(), DRAFT)
+    first = world.clock.now() + timedelta(hours=2)
+    await campaigns.campaigns.send(world.ctx(), created.id, at=first)
+    # Scheduled for 2 h, then moved to 5 h: its first CampaignDue event must do nothing.
+    await campaigns.campaigns.send(world.ctx(), moved.id, at=first)
+    await campaigns.campaigns.send(world.ctx(), moved.id, at=first + timedelta(hours=3))
+
+    await _relay_all_due(campaigns)
+    assert campaigns.mailer.sent == []
+    assert (await campaigns.campaigns.get(world.ctx(), created.id)).status is (
+        CampaignStatus.SCHEDULED
+    )
+
+    world.clock.advance(timedelta(hours=2, seconds=1))
+    await _relay_all_due(campaigns)  # CampaignDue starts it, CampaignSending sends
+    assert [m.to for m in campaigns.mailer.sent] == ["ada@example.org"]
+    assert (await campaigns.campaigns.get(world.ctx(), created.id)).status is (
+        CampaignStatus.COMPLETED
+    )
+    assert (await campaigns.campaigns.get(world.ctx(), moved.id)).status is (
+        CampaignStatus.SCHEDULED
+    )
+
+    world.clock.advance(timedelta(hours=3))
+    await _relay_all_due(campaigns)
+    assert [m.to for m in campaigns.mailer.sent] == ["ada@example.org"] * 2
+    # A stale or repeated due event changes nothing once the campaign has started.
+    assert await campaigns.campaigns.start_if_due(world.ctx(), moved.id) is False

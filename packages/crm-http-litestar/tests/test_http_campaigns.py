@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -16,6 +17,8 @@ import attrs
 import pytest
 from aiosmtpd.controller import Controller
 from crm_domain.clock import FixedClock
+from crm_domain.context import Context
+from crm_domain.entities import CampaignStatus
 
 from crm_http_litestar import Settings
 from crm_http_litestar.testing import World, open_world
@@ -123,6 +126,32 @@ async def test_draft_preview_send_and_the_worker_delivers_once_each(
     assert again.status_code == 409
     listed = (await world.client.get("/api/campaigns", headers=headers)).json()
     assert [c["id"] for c in listed["items"]] == [cid]
+
+
+async def test_a_scheduled_campaign_is_sent_by_the_worker_when_its_time_comes(
+    mail_world: World, inbox: tuple[Inbox, int], clock: FixedClock
+) -> None:
+    world = mail_world
+    server = inbox[0]
+    headers = await world.headers("owner")
+    cid = (await _create(world))["id"]
+    at = clock.now() + timedelta(hours=3)
+    scheduled = await world.client.post(
+        f"/api/campaigns/{cid}/send", headers=headers, json={"scheduled_at": at.isoformat()}
+    )
+    assert scheduled.status_code == 202, scheduled.text
+    assert scheduled.json()["status"] == "scheduled"
+    await drain_outbox(world)
+    assert server.messages == []  # not before its time
+    clock.advance(timedelta(hours=3))
+    await drain_outbox(world)
+    # Read back through the service: tokens are checked against the real time, which
+    # this test's clock has left 3 h behind.
+    service = world.runtime.services.campaigns
+    assert service is not None
+    done = await service.get(Context.system(world.locations["sydney"]), cid)
+    assert done.status is CampaignStatus.COMPLETED
+    assert done.sent_count == len(server.messages) > 0
 
 
 async def test_a_test_send_goes_to_the_staff_address_only(

@@ -345,14 +345,46 @@ class EmailMarketingService:
                 await call.emit(
                     EventName.CAMPAIGN_SCHEDULED, "campaign", campaign.id, _facts(scheduled)
                 )
+                # The start itself: the outbox holds this event until ``at``, when the
+                # worker's handler calls :meth:`start_if_due`.  A campaign rescheduled,
+                # paused or cancelled since makes the old event a no-op, so it needs no
+                # deleting.
+                await call.emit(
+                    EventName.CAMPAIGN_DUE,
+                    "campaign",
+                    campaign.id,
+                    {"scheduled_at": at.isoformat()},
+                    at=at,
+                )
                 call.detail = "scheduled"
                 return scheduled
             started = await self._start(call, campaign, now)
             call.detail = f"sending to {started[1]} recipients"
             return started[0]
 
+    async def start_if_due(self, ctx: Context, campaign_id: str) -> bool:
+        """Start one scheduled campaign if its time has come (the ``CampaignDue`` handler).
+
+        ``False`` (and nothing changes) when it is no longer scheduled or was moved
+        later: the event of an earlier schedule arriving after a change.
+        """
+        async with self._worker_case(ctx, campaign_id) as call:
+            campaign = await call.uow.campaigns.get(campaign_id)
+            now = self._base.clock.now()
+            due = campaign.scheduled_at is not None and campaign.scheduled_at <= now
+            if campaign.status is not CampaignStatus.SCHEDULED or not due:
+                call.detail = f"not due ({campaign.status.value})"
+                return False
+            recipients = (await self._start(call, campaign, now))[1]
+            call.detail = f"scheduled start: sending to {recipients} recipients"
+            return True
+
     async def start_due(self, ctx: Context) -> Sequence[str]:
-        """Start the location's scheduled campaigns whose time has come (the worker's tick)."""
+        """Start every scheduled campaign of the location whose time has come (a sweep).
+
+        The worker starts each campaign from its own ``CampaignDue`` event; this
+        sweep is for an operator (or a store restored from before the events).
+        """
         base = self._base
         async with base.use_case(
             ctx,

@@ -156,11 +156,36 @@ class SendCampaign:
             return
 
 
+class StartDueCampaign:
+    """Starts a scheduled campaign when its ``CampaignDue`` event comes due (idempotent).
+
+    A campaign already started, paused, cancelled, deleted or moved later is
+    left alone, so a repeated or stale event does nothing.
+    """
+
+    def __init__(self, campaigns: EmailMarketingService) -> None:
+        self._campaigns = campaigns
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Start the campaign this event names, if it is still due."""
+        event = message.event
+        ctx = _system_for(event)
+        if ctx is None:
+            return
+        try:
+            await self._campaigns.start_if_due(ctx, event.aggregate_id)
+        except NotFound:
+            return
+
+
 def campaign_handlers(
     campaigns: EmailMarketingService,
 ) -> Mapping[str, tuple[EventHandler, ...]]:
-    """Event name → handlers that send email campaigns."""
-    return {EventName.CAMPAIGN_SENDING.value: (SendCampaign(campaigns),)}
+    """Event name → handlers that start and send email campaigns."""
+    return {
+        EventName.CAMPAIGN_SENDING.value: (SendCampaign(campaigns),),
+        EventName.CAMPAIGN_DUE.value: (StartDueCampaign(campaigns),),
+    }
 
 
 class SendBookingReminder:
@@ -237,6 +262,7 @@ __all__ = [
     "RunAutomations",
     "SendBookingReminder",
     "SendCampaign",
+    "StartDueCampaign",
     "automation_handlers",
     "campaign_handlers",
     "merge_handlers",
