@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crm_domain.entities import BookingStatus, OutboxMessage, SmsKind
+from crm_domain.entities import BookingStatus, OutboxMessage, SmsIntent, SmsKind
 from crm_domain.memory import RecordingSmsSender
 from crm_domain.policies.reminders import (
     due_reminders,
@@ -254,3 +254,66 @@ async def test_a_reminder_uses_the_transactional_kind(reminders: Reminders) -> N
         done = await uow.outbox.list_status("done", 1000)
     kinds = [m.event.payload["kind"] for m in done if m.event.name == "SmsQueued"]
     assert kinds == [SmsKind.TRANSACTIONAL.value]
+
+
+async def test_a_c_reply_to_the_reminder_cancels_as_the_reminder_says(
+    reminders: Reminders,
+) -> None:
+    _, booking_id = await reminders.book(local(2026, 3, 4, 10, 0))
+    await reminders.relay_until(local(2026, 3, 3, 10, 0))
+    [reminder] = reminders.sender.sent
+    assert "C to cancel" in reminder.body
+    ctx = reminders.world.ctx()
+    reply = await reminders.services.sms.receive_inbound(
+        ctx, PATIENT, CLINIC, "C", "clicksend", "in-c"
+    )
+    assert (reply.intent, reply.intent_confidence) == (SmsIntent.CANCEL, 1.0)
+    booking = await reminders.services.bookings.get(ctx, booking_id)
+    assert booking.status is BookingStatus.CANCELLED
+
+
+async def test_a_code_means_what_the_clinics_last_message_said_for_a_week(
+    reminders: Reminders,
+) -> None:
+    contact_id, booking_id = await reminders.book(local(2026, 3, 20, 10, 0))
+    ctx = reminders.world.ctx()
+    sms = reminders.services.sms
+    reminders.world.clock.set(local(2026, 3, 10, 12, 0))
+    await sms.send(
+        ctx,
+        contact_id,
+        "Your MRI is booked. Reply C to confirm.",
+        kind=SmsKind.TRANSACTIONAL,
+        from_number=CLINIC,
+    )
+    reminders.world.clock.set(local(2026, 3, 10, 13, 0))
+    reply = await sms.receive_inbound(ctx, PATIENT, CLINIC, "C", "clicksend", "in-1")
+    assert reply.intent is SmsIntent.CONFIRM
+    assert (await reminders.services.bookings.get(ctx, booking_id)).status is (
+        BookingStatus.CONFIRMED
+    )
+    # STOP stays binding even where a message offered no such code.
+    reminders.world.clock.set(local(2026, 3, 10, 14, 0))
+    await sms.send(
+        ctx,
+        contact_id,
+        "Reply STOP to cancel reminders. Reply Y to confirm.",
+        kind=SmsKind.TRANSACTIONAL,
+        from_number=CLINIC,
+    )
+    stop = await sms.receive_inbound(ctx, PATIENT, CLINIC, "STOP", "clicksend", "in-2")
+    assert stop.intent is SmsIntent.OPT_OUT
+
+
+async def test_an_old_prompt_defines_no_code(reminders: Reminders) -> None:
+    contact_id, _ = await reminders.book(local(2026, 3, 30, 10, 0))
+    ctx = reminders.world.ctx()
+    reminders.world.clock.set(local(2026, 3, 10, 12, 0))
+    await reminders.services.sms.send(
+        ctx, contact_id, "Reply N to cancel.", kind=SmsKind.TRANSACTIONAL, from_number=CLINIC
+    )
+    reminders.world.clock.set(local(2026, 3, 18, 12, 0))  # eight days on
+    reply = await reminders.services.sms.receive_inbound(
+        ctx, PATIENT, CLINIC, "N", "clicksend", "in-1"
+    )
+    assert reply.intent is not SmsIntent.CANCEL

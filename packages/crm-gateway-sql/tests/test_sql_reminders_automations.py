@@ -80,7 +80,7 @@ async def test_reminders_wait_for_their_time_and_rules_run_once(any_gateway: Sql
     clock.set(starts - timedelta(days=1))
     while await relay.run_once():
         pass
-    assert len(sender.sent) == 1 and "Reply YES" in sender.sent[0].body
+    assert len(sender.sent) == 1 and "Reply Y to confirm or C to cancel" in sender.sent[0].body
     clock.set(starts - timedelta(hours=2))
     while await relay.run_once():
         pass

@@ -1,6 +1,6 @@
 """Messaging through ``crm serve --demo`` as a process, with its in-process worker.
 
-A Wix booking webhook creates the booking; the patient's reply cancels it; STOP
+A Wix booking webhook creates the booking; the patient's reply "C" cancels it; STOP
 withdraws SMS consent (one confirmation goes out through ClickSend's wire
 format to a loopback server); a later ``POST /api/sms`` is a 409 and nothing
 more is sent.
@@ -141,16 +141,31 @@ def test_wix_booking_then_reply_cancels_then_stop_blocks_sms(
             )
             assert answer.status_code == 200, answer.text
 
-        reply("Cancel", "served-in-1")
+        # Reception texts the patient the clinic's usual codes; the bare "C" answers it.
+        asked = client.post(
+            "/api/sms",
+            headers=auth,
+            json={
+                "contact_id": contact_id,
+                "body": "Your MRI is booked. Reply Y to confirm or C to cancel.",
+                "kind": "transactional",
+            },
+        )
+        assert asked.status_code == 202, asked.text
+        _eventually(lambda: clicksend_server.to(CLICKSEND_SEND_PATH), "the clinic's SMS sent")
+        reply("C", "served-in-1")
         status = client.get(f"/api/bookings/{row['id']}", headers=auth).json()["status"]
         assert status == "cancelled"
 
         reply("STOP", "served-in-2")
         contact = client.get(f"/api/contacts/{contact_id}", headers=auth).json()
         assert contact["sms_opt_in"] is False
-        _eventually(lambda: clicksend_server.to(CLICKSEND_SEND_PATH), "the opt-out confirmation")
-        [confirmation] = clicksend_server.to(CLICKSEND_SEND_PATH)
+        _eventually(
+            lambda: len(clicksend_server.to(CLICKSEND_SEND_PATH)) == 2, "the opt-out confirmation"
+        )
+        confirmation = clicksend_server.to(CLICKSEND_SEND_PATH)[1]
         assert confirmation["json"]["messages"][0]["to"] == PATIENT
+        assert "unsubscribed" in confirmation["json"]["messages"][0]["body"]
 
         refused = client.post(
             "/api/sms",
@@ -159,8 +174,8 @@ def test_wix_booking_then_reply_cancels_then_stop_blocks_sms(
         )
         assert refused.status_code == 409, refused.text
         time.sleep(2)  # two worker polls: still nothing more sent
-        assert len(clicksend_server.to(CLICKSEND_SEND_PATH)) == 1
+        assert len(clicksend_server.to(CLICKSEND_SEND_PATH)) == 2
         outbound = client.get(
             "/api/sms", headers=auth, params={"contact_id": contact_id, "direction": "outbound"}
         ).json()["items"]
-        assert [m["status"] for m in outbound] == ["sent"]
+        assert [m["status"] for m in outbound] == ["sent", "sent"]

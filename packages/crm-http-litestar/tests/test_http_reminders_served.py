@@ -169,7 +169,7 @@ def test_reminders_reply_no_show_and_a_killed_worker(
         message = reminder["json"]["messages"][0]
         assert (message["to"], message["from"]) == (PATIENT, CLINIC)
         local = f"{starts:%a %d %b} at 11:00"
-        assert local in message["body"] and "Reply YES to confirm or CANCEL" in message["body"]
+        assert local in message["body"] and "Reply Y to confirm or C to cancel" in message["body"]
 
         def outbound_sent() -> bool:
             items = client.get(

@@ -452,7 +452,7 @@ async def _seed_records(
                         from_number=spec.phone,
                         to_number=phone,
                         body=f"Reminder: your {booking.service_type} at {spec.name} is "
-                        f"{starts:%a %d %b %H:%M}. Reply YES to confirm.",
+                        f"{starts:%a %d %b %H:%M}. Reply Y to confirm or C to cancel.",
                         status=SmsStatus.DELIVERED,
                         provider="demo",
                         booking_id=booking.id,

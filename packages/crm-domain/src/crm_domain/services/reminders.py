@@ -46,8 +46,10 @@ from crm_domain.services.tasks import _facts as _task_facts
 REMINDER_RECEIPTS = "outbox:reminder"
 #: Receipt source marking a no-show event followed up.
 NO_SHOW_RECEIPTS = "outbox:no-show"
-#: What a reminder asks the patient to answer; the inbound SMS path understands both.
-REMINDER_REPLY_HINT = "Reply YES to confirm or CANCEL to cancel."
+#: What a reminder asks the patient to answer.  The inbound SMS path reads these codes
+#: back from the reminder (:mod:`crm_domain.policies.reply_codes`), so a bare "C" cancels
+#: after this message whatever an AI would guess; words ("yes", "cancel") work too.
+REMINDER_REPLY_HINT = "Reply Y to confirm or C to cancel."
 
 
 def reminder_text(booking: Booking, location: Location) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,6 +35,7 @@ from crm_domain.pagination import Page
 from crm_domain.policies.consent import is_opt_out
 from crm_domain.policies.messaging import sms_refusal
 from crm_domain.policies.rbac import Authorizer
+from crm_domain.policies.reply_codes import coded_intent
 from crm_domain.ports.ai import AIProvider, SmsContext, SmsIntentResult
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway, UnitOfWork
@@ -49,6 +50,9 @@ from crm_domain.services.events import EventName
 from crm_domain.services.tasks import _facts as _task_facts
 from crm_domain.values import parse_phone
 
+#: How long the codes of the clinic's last SMS ("Reply Y to confirm or C to cancel")
+#: answer a bare reply; a reminder goes out at most a day before, so a week is generous.
+REPLY_CODE_WINDOW = timedelta(days=7)
 #: The cancellation reason of a booking cancelled by the patient's reply.
 CANCELLED_BY_SMS = "patient SMS"
 #: The one SMS sent after an opt-out (carriers and the Spam Act expect it), consent or not.
@@ -160,7 +164,8 @@ class SmsService:
             # Every AI call comes before the first write: a remote model can take
             # seconds, and a unit of work that has written holds the store's write
             # lock (SQLite: the whole file) until it ends.
-            understood = await self._understand(body, context)
+            prompt = None if contact is None else await self._last_prompt(uow, contact, now)
+            understood = await self._understand(body, context, prompt)
             priority: TaskPriority | None = None
             if _needs_reception(understood, booking):
                 profile = None if contact is None else await load_lead_profile(uow, contact)
@@ -533,7 +538,24 @@ class SmsService:
             query = attrs.evolve(query, cursor=page.next_cursor)
         return min(upcoming, key=lambda b: b.starts_at, default=None)
 
-    async def _understand(self, body: str, context: SmsContext) -> SmsIntentResult:
+    @staticmethod
+    async def _last_prompt(uow: UnitOfWork, contact: Contact, now: datetime) -> str | None:
+        """The body of the last SMS the clinic sent this contact, if recent enough to answer."""
+        page = await uow.sms.list(
+            SmsQuery(contact_id=contact.id, direction=SmsDirection.OUTBOUND.value, limit=1)
+        )
+        last = page.items[0] if page.items else None
+        if last is None or now - last.created_at > REPLY_CODE_WINDOW:
+            return None
+        return last.body
+
+    async def _understand(
+        self, body: str, context: SmsContext, prompt: str | None = None
+    ) -> SmsIntentResult:
+        coded = None if is_opt_out(body) else coded_intent(body, prompt)
+        if coded is not None:
+            # The clinic's own message defined this code: no model is asked to guess.
+            return SmsIntentResult(intent=coded, confidence=1.0, provider="reply-code")
         result: SmsIntentResult | None = None
         if self._ai is not None:
             try:
