@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from crm_domain.audit_chain import UndecodableEntry, verify_stored_chain
 from crm_domain.entities import AuditEntry
+from crm_domain.queries import AuditQuery
 
 from crm_gateway_sql.audit import verify
 from crm_gateway_sql.gateway import SqlGateway, create_gateway
@@ -126,3 +127,22 @@ async def test_a_gap_before_an_undecodable_entry_is_reported_first(store: Store)
     broken = await verify(store.gateway, None)
     assert broken is not None
     assert (broken.sequence, broken.entry_id) == (3, "e3")
+
+
+async def test_reading_or_extending_past_an_undecodable_entry_names_it(store: Store) -> None:
+    await store.sql("UPDATE hipaa_audit_log SET outcome = 'failure' WHERE id = 'e3'")
+    async with store.gateway.unit_of_work(None) as uow:
+        with pytest.raises(UndecodableEntry) as listed:
+            await uow.audit.list(AuditQuery(limit=10))
+        assert (listed.value.entry_id, listed.value.field) == ("e3", "outcome")
+        with pytest.raises(UndecodableEntry):
+            await uow.audit.get("e3")
+    # The head edited: the chain cannot be extended, and the append is not half-done.
+    await store.sql("UPDATE hipaa_audit_log SET outcome = 'failure' WHERE id = 'e6'")
+    entry = AuditEntry(id="e7", action="READ", resource_type="contact", occurred_at=NOW)
+    async with store.gateway.unit_of_work(None) as uow:
+        with pytest.raises(UndecodableEntry) as appended:
+            await uow.audit.append(entry)
+    assert appended.value.entry_id == "e6"
+    async with store.gateway.unit_of_work(None) as uow:
+        assert await uow.audit.count(AuditQuery()) == 6

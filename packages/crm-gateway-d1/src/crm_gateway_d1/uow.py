@@ -628,7 +628,7 @@ class D1Store:
             if entry.id == entry_id:
                 return entry
         rows = await self.fetch(st.audit_get(chain, entry_id))
-        return mapping.from_row(AuditEntry, rows[0]) if rows else None
+        return mapping.audit_entry_from_row(rows[0]) if rows else None
 
     async def audit_page(self, chain: str | None, query: AuditQuery) -> Page[AuditEntry]:
         """One page of the chain's matching entries, newest id first."""
@@ -638,7 +638,8 @@ class D1Store:
             schema.hipaa_audit_log, None, query, scope_column="tenant_id", scope_value=chain
         )
         rows = await self.fetch(statement)
-        entries = [mapping.from_row(AuditEntry, r) for r in rows]
+        # An edited, undecodable row raises UndecodableEntry, named (not a decoding crash).
+        entries = [mapping.audit_entry_from_row(r) for r in rows]
         entries += [e for e in self._buffered(chain) if matches(query, e)]
         return page_of(entries, query)
 
@@ -663,7 +664,7 @@ class D1Store:
 
     async def _committed_head(self, chain: str | None) -> AuditEntry | None:
         rows = await self.fetch(st.audit_head(chain))
-        return mapping.from_row(AuditEntry, rows[0]) if rows else None
+        return mapping.audit_entry_from_row(rows[0]) if rows else None
 
     # -- outbox ------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from crm_gateway_sql import statements as st
 from crm_gateway_sql.errors import DRIVER_ERRORS, from_postgres
-from crm_gateway_sql.mapping import from_row
+from crm_gateway_sql.mapping import audit_entry_from_row
 from crm_gateway_sql.session import Row
 from crm_gateway_sql.statements import CompiledSql, Statement
 
@@ -414,7 +414,7 @@ class PostgresSession:
         whether one did costs the same round trip as the read.
         """
         rows = await self.fetch(st.audit_head(tenant_id))
-        return from_row(AuditEntry, rows[0]) if rows else None
+        return audit_entry_from_row(rows[0]) if rows else None
 
     def audit_appended(self, head: AuditEntry) -> None:
         """Nothing to note (heads are read each time)."""

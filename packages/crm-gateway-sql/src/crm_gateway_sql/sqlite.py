@@ -57,7 +57,7 @@ from crm_domain.entities import AuditEntry
 from crm_domain.errors import CrmError, ValidationError
 
 from crm_gateway_sql.errors import fk_column, foreign_keys_in_order, from_sqlite
-from crm_gateway_sql.mapping import chain_key, from_row
+from crm_gateway_sql.mapping import audit_entry_from_row, chain_key
 from crm_gateway_sql.schema import metadata
 from crm_gateway_sql.session import Row
 from crm_gateway_sql.statements import (
@@ -383,7 +383,7 @@ class SqliteSession:
         elif chain in db.audit_heads:
             return db.audit_heads[chain]
         rows = await self.fetch(audit_head(tenant_id))
-        head = from_row(AuditEntry, rows[0]) if rows else None
+        head = audit_entry_from_row(rows[0]) if rows else None
         db.audit_heads[chain] = head  # committed state: this transaction has not appended
         return head
 

@@ -270,7 +270,7 @@ class SqlTableStore:
     async def audit_get(self, chain: str | None, entry_id: str) -> AuditEntry | None:
         """One entry of the chain."""
         rows = await self.session.fetch(st.audit_get(chain, entry_id))
-        return from_row(AuditEntry, rows[0]) if rows else None
+        return audit_entry_from_row(rows[0]) if rows else None
 
     async def audit_page(self, chain: str | None, query: AuditQuery) -> Page[AuditEntry]:
         """One page of the chain's matching entries, newest id first.
@@ -283,7 +283,8 @@ class SqlTableStore:
             schema.hipaa_audit_log, None, query, scope_column="tenant_id", scope_value=chain
         )
         rows = await self.session.fetch(statement)
-        return page_from_rows([from_row(AuditEntry, r) for r in rows], query.limit)
+        # An edited, undecodable row raises UndecodableEntry, named (not a decoding crash).
+        return page_from_rows([audit_entry_from_row(r) for r in rows], query.limit)
 
     async def audit_count(self, chain: str | None, query: AuditQuery) -> int:
         """How many entries of the chain match."""

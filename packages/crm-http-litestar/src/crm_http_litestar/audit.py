@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from crm_domain.audit_chain import UndecodableEntry
 from crm_domain.entities import AuditEntry
 from crm_domain.errors import CrmError, Unavailable
 from crm_domain.ports.gateway import DatabaseGateway
@@ -89,6 +90,9 @@ class GroupCommitAuditRecorder:
                 async with self._gateway.unit_of_work(tenant_id) as uow:
                     await uow.audit.append_many([entry for entry, _ in items])
                     await uow.commit()
+            except UndecodableEntry as exc:
+                # The chain's head was edited outside the CRM: say which entry, not "503".
+                error = exc
             except CrmError as exc:
                 error = Unavailable(f"the audit log could not be written ({type(exc).__name__})")
             except Exception as exc:

@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+from crm_domain.audit_chain import UndecodableEntry
 from crm_domain.errors import (
     Conflict,
     CrmError,
@@ -128,6 +129,13 @@ def problem_for(exc: BaseException) -> tuple[Problem, dict[str, str]]:
         if exc.references:
             conflict.references = [ProblemReference(r.kind, r.count) for r in exc.references]
         return conflict, headers
+    if isinstance(exc, UndecodableEntry):
+        # Not the client's fault and not transient: the stored trail was edited.
+        return problem(
+            409,
+            f"the audit log holds an entry changed outside the CRM ({exc}); nothing was "
+            "done: run `crm audit verify` and restore the entry from a backup",
+        ), headers
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = "1"
         return problem(503, exc.detail), headers
