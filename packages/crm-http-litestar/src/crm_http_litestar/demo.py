@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
 from crm_ai import HeuristicProvider
@@ -46,7 +46,7 @@ from crm_domain.ports.ai import AIProvider
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
 from crm_domain.queries import BookingQuery, ContactQuery
-from crm_domain.services import lead_profile
+from crm_domain.services import History, HistoryImportService, lead_profile
 from crm_domain.services.commands import AddUser, AllowIp, CreateLocation
 from crm_domain.values import parse_phone
 
@@ -261,8 +261,10 @@ async def seed_demo(
 
     # Locations, staff, grants and IP rules go through the same use cases as the
     # admin API and the CLI (each audited as the demo seeder, with its events);
-    # the historical records below are one bulk write per location.
-    access = bootstrap(gateway, clock=clock, ids=ids).access
+    # the backdated records are one history import per location (one use case).
+    services = bootstrap(gateway, clock=clock, ids=ids)
+    access = services.access
+    history = HistoryImportService.of(services)
     locations: dict[str, Location] = {}
     for spec in DEMO_LOCATIONS:
         try:
@@ -313,7 +315,7 @@ async def seed_demo(
             has_contacts = await uow.contacts.count(ContactQuery(limit=1)) > 0
         if not has_contacts:
             made = await _seed_records(
-                gateway,
+                history,
                 location,
                 spec,
                 owner_id,
@@ -347,7 +349,7 @@ def _phone(rng: random.Random) -> str | None:
 
 
 async def _seed_records(
-    gateway: DatabaseGateway,
+    history: HistoryImportService,
     location: Location,
     spec: DemoLocation,
     owner_id: str,
@@ -503,20 +505,18 @@ async def _seed_records(
             )
     messages += _first_replies(contacts, spec, now, rng)  # its draws come after all others
     contacts = await _scored(scorer, contacts, touchpoints, bookings, now)
-    async with gateway.unit_of_work(location.id) as uow:
-        await uow.contacts.add_many(contacts)
-        await _add_all(uow.touchpoints, touchpoints)
-        await _add_all(uow.bookings, bookings)
-        await _add_all(uow.tasks, tasks)
-        await _add_all(uow.sms, messages)
-        await uow.commit()
-    return {
-        "contacts": len(contacts),
-        "touchpoints": len(touchpoints),
-        "bookings": len(bookings),
-        "tasks": len(tasks),
-        "sms": len(messages),
-    }
+    # One use case: permission, one audit entry and one event with the records.
+    return await history.restore(
+        _seeder(location.id),
+        f"demo-{spec.code}",
+        History(
+            contacts=contacts,
+            touchpoints=touchpoints,
+            bookings=bookings,
+            tasks=tasks,
+            sms=messages,
+        ),
+    )
 
 
 def _first_replies(
@@ -581,16 +581,6 @@ async def _scored(
             attrs.evolve(contact, warmness=assessment.score, warmness_reasons=assessment.reasons)
         )
     return scored
-
-
-class _Adds(Protocol):
-    async def add(self, entity: Any) -> None: ...
-
-
-async def _add_all(repository: _Adds, entities: Sequence[Any]) -> None:
-    # In id order, so a gateway that checks references sees parents before children.
-    for entity in sorted(entities, key=lambda e: str(e.id)):
-        await repository.add(entity)
 
 
 #: How the README runs ``crm`` (from the checkout, through uv): the token hint uses it.

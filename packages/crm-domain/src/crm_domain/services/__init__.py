@@ -54,6 +54,7 @@ from crm_domain.services.handlers import (
     warmness_handlers,
     webhook_handlers,
 )
+from crm_domain.services.history import HISTORY_RESOURCE, History, HistoryImportService
 from crm_domain.services.imports import (
     ContactImportService,
     ImportSummary,
@@ -83,6 +84,7 @@ from crm_domain.services.webhooks import (
 __all__ = [
     "ALL_LOCATIONS",
     "CANCELLED_BY_SMS",
+    "HISTORY_RESOURCE",
     "LEGAL_HOLD_TAG",
     "MAX_BOOKING_LENGTH",
     "OPT_OUT_CONFIRMATION",
@@ -122,6 +124,8 @@ __all__ = [
     "EventHandler",
     "EventName",
     "ExternalBookingEvent",
+    "History",
+    "HistoryImportService",
     "ImportSummary",
     "LeadMessage",
     "LifecycleService",

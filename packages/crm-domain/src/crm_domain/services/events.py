@@ -39,6 +39,7 @@ class EventName(enum.StrEnum):
     IP_RULE_ADDED = "IpRuleAdded"
     IP_RULE_REMOVED = "IpRuleRemoved"
     CONTACTS_IMPORTED = "ContactsImported"
+    HISTORY_IMPORTED = "HistoryImported"
     CONTACTS_MERGED = "ContactsMerged"
     CONTACT_ERASED = "ContactErased"
     CAMPAIGN_CREATED = "CampaignCreated"
