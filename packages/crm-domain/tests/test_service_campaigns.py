@@ -393,3 +393,60 @@ async def test_a_scheduled_campaign_is_started_by_the_worker_when_its_time_comes
     assert [m.to for m in campaigns.mailer.sent] == ["ada@example.org"] * 2
     # A stale or repeated due event changes nothing once the campaign has started.
     assert await campaigns.campaigns.start_if_due(world.ctx(), moved.id) is False
+
+
+def test_tracking_links_are_signed_per_purpose_and_only_literal_links_are_tracked() -> None:
+    from crm_domain.services.campaign_rendering import tracked_links
+    from crm_domain.services.campaigns import UnsubscribeLinks
+
+    links = UnsubscribeLinks("https://crm.example/campaigns/unsubscribe", b"k" * 32)
+    tracking = links.tracking("loc", "d1")
+    open_token = tracking.open_url.rsplit("/", 1)[1]
+    assert tracking.open_url.startswith("https://crm.example/campaigns/open/")
+    assert links.verify_open(open_token) == ("loc", "d1")
+    with pytest.raises(NotFound):
+        links.verify(open_token)  # an open token does not unsubscribe anyone
+    with pytest.raises(NotFound):
+        links.verify_open(links.token("loc", "d1"))
+    click_token = tracking.click_url(3).rsplit("/", 1)[1]
+    assert links.verify_click(click_token) == ("loc", "d1", 3)
+    with pytest.raises(NotFound):
+        links.verify_click(click_token.replace(".3.", ".4.", 1))
+    html = (
+        '<a href="https://a.example/x?y=1&amp;z=2">a</a>'
+        '<a href="https://a.example/{{ first_name }}">b</a><a href="mailto:x@y">c</a>'
+    )
+    assert tracked_links(html) == ["https://a.example/x?y=1&z=2"]
+
+
+async def test_an_open_and_a_click_are_counted_once_with_touchpoints(
+    campaigns: Campaigns,
+) -> None:
+    world = campaigns.world
+    await campaigns.contact("Ada")
+    draft = attrs.evolve(DRAFT, body_html='<p><a href="https://clinic.example/book">Book</a></p>')
+    created = await campaigns.campaigns.create(world.ctx(), draft)
+    await campaigns.campaigns.send(world.ctx(), created.id)
+    assert await campaigns.run_worker() == []
+    [message] = campaigns.mailer.sent
+    links = campaigns.campaigns.links
+    pixel = message.html.split('<img src="', 1)[1].split('"', 1)[0].rsplit("/", 1)[1]
+    click = message.html.split('href="', 1)[1].split('"', 1)[0].rsplit("/", 1)[1]
+    assert links.verify_click(click)[2] == 0
+    system = world.ctx()
+    for _ in range(2):
+        await campaigns.campaigns.record_open(system, pixel)
+    assert await campaigns.campaigns.record_click(system, click) == "https://clinic.example/book"
+    assert await campaigns.campaigns.record_click(system, click) == "https://clinic.example/book"
+    done = await campaigns.campaigns.get(world.ctx(), created.id)
+    assert (done.opened_count, done.clicked_count) == (1, 1)
+    [delivery] = await campaigns.deliveries(created.id)
+    assert delivery.status is DeliveryStatus.CLICKED and delivery.opened_at is not None
+    async with world.gateway.unit_of_work(world.sydney.id) as uow:
+        kinds = [t.kind for t in (await uow.touchpoints.list(TouchpointQuery(limit=50))).items]
+    assert kinds.count(TouchpointKind.EMAIL_OPENED) == 1
+    assert kinds.count(TouchpointKind.EMAIL_CLICKED) == 1
+    # Each first engagement is a TouchpointAdded event: the worker rescores warmness.
+    assert (await world.event_names()).count("TouchpointAdded") >= 3
+    with pytest.raises(NotFound):
+        await campaigns.campaigns.record_open(world.ctx(location=world.melbourne), pixel)

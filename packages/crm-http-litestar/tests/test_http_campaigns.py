@@ -7,10 +7,12 @@ handlers (:func:`drain_outbox`).
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any
 
 import attrs
@@ -152,6 +154,55 @@ async def test_a_scheduled_campaign_is_sent_by_the_worker_when_its_time_comes(
     done = await service.get(Context.system(world.locations["sydney"]), cid)
     assert done.status is CampaignStatus.COMPLETED
     assert done.sent_count == len(server.messages) > 0
+
+
+def _html_part(raw: bytes) -> str:
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    part = message.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+async def test_opens_and_clicks_are_counted_once_and_clicks_go_only_to_campaign_links(
+    mail_world: World, inbox: tuple[Inbox, int]
+) -> None:
+    world = mail_world
+    server = inbox[0]
+    headers = await world.headers("owner")
+    body = (
+        '<p>Hi {{ first_name }}, <a href="https://avatar-imaging.example/book?a=1&amp;b=2">'
+        'book</a> or <a href="https://avatar-imaging.example/faq">read</a>.</p>'
+    )
+    cid = (await _create(world, {**DRAFT, "body_html": body}))["id"]
+    assert (await world.client.post(f"/api/campaigns/{cid}/send", headers=headers)).is_success
+    await drain_outbox(world)
+    html = _html_part(server.messages[0][1])
+    pixel = re.search(
+        r'<img src="https://crm\.avatar-imaging\.example(/campaigns/open/[^"]+)"', html
+    )
+    clicks = re.findall(
+        r'href="https://crm\.avatar-imaging\.example(/campaigns/click/[^"]+)"', html
+    )
+    assert pixel and len(clicks) == 2, html
+    assert "avatar-imaging.example/faq" not in html  # the targets are not in the message
+
+    for _ in range(2):  # a second load of the pixel changes nothing
+        opened = await world.client.get(pixel.group(1))
+        assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
+    forged = await world.client.get(pixel.group(1)[:-3] + "AAA")
+    assert forged.status_code == 200 and forged.content == opened.content
+
+    went = await world.client.get(clicks[0], follow_redirects=False)
+    assert went.status_code == 302
+    assert went.headers["location"] == "https://avatar-imaging.example/book?a=1&b=2"
+    second = await world.client.get(clicks[1], follow_redirects=False)
+    assert second.headers["location"] == "https://avatar-imaging.example/faq"
+    tampered = clicks[0].replace(".0.", ".7.", 1)
+    assert (await world.client.get(tampered, follow_redirects=False)).status_code == 404
+
+    done = (await world.client.get(f"/api/campaigns/{cid}", headers=headers)).json()
+    assert (done["opened_count"], done["clicked_count"]) == (1, 1)
 
 
 async def test_a_test_send_goes_to_the_staff_address_only(

@@ -60,10 +60,12 @@ from crm_domain.queries import MAX_LIMIT, CampaignQuery, ContactQuery, DeliveryQ
 from crm_domain.services._base import Call, ServiceBase
 from crm_domain.services._touchpoints import add_touchpoint
 from crm_domain.services.campaign_rendering import (
+    Tracking,
     check_template,
     render_email,
     sanitise_html,
     text_from_html,
+    tracked_links,
 )
 from crm_domain.services.contacts import _facts as _contact_facts
 from crm_domain.services.events import EventName
@@ -145,33 +147,71 @@ def audience_query(audience: AudienceFilter, *, limit: int = MAX_LIMIT) -> Conta
 
 
 class UnsubscribeLinks:
-    """Signed, login-free unsubscribe links (``<base>/<token>``) and their check.
+    """Signed, login-free links of campaign email: unsubscribe, open pixel and clicks.
 
-    The token names the location and the delivery and is signed with HMAC-SHA256;
-    it reveals nothing about the contact.
+    ``base_url`` is the unsubscribe prefix (``<public>/campaigns/unsubscribe``);
+    the open pixel and click links live beside it (``<public>/campaigns/open/…``,
+    ``…/click/…``).  A token names the location, the delivery and (clicks) the
+    link's position in the campaign, with an HMAC-SHA256 over those and the
+    link's purpose, so one kind of token is never accepted as another; it
+    reveals nothing about the contact.
     """
 
     def __init__(self, base_url: str, key: bytes | None = None) -> None:
         self._base = base_url.rstrip("/")
+        self._root = self._base.rsplit("/", 1)[0]
         # Without a configured key, links are valid only for this process's life.
         self._key = key or secrets.token_bytes(32)
 
-    def token(self, tenant_id: str, delivery_id: str) -> str:
-        """The token of one delivery."""
-        body = f"{tenant_id}.{delivery_id}"
-        mac = hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:16]
+    def _token(self, purpose: str, *parts: str) -> str:
+        body = ".".join(parts)
+        # Unsubscribe links sign the bare body (as links already sent do); the others
+        # prefix their purpose, so no token of one kind verifies as another.
+        signed = body if purpose == "unsubscribe" else f"{purpose}:{body}"
+        mac = hmac.new(self._key, signed.encode(), hashlib.sha256).digest()[:16]
         return f"{body}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+    def _check(self, purpose: str, token: str, parts: int) -> list[str]:
+        pieces = token.split(".")
+        if len(pieces) != parts + 1 or not hmac.compare_digest(
+            self._token(purpose, *pieces[:-1]), token
+        ):
+            raise NotFound(f"unknown {purpose} link")
+        return pieces[:-1]
+
+    def token(self, tenant_id: str, delivery_id: str) -> str:
+        """The unsubscribe token of one delivery."""
+        return self._token("unsubscribe", tenant_id, delivery_id)
 
     def url(self, tenant_id: str, delivery_id: str) -> str:
         """The link a recipient follows to unsubscribe."""
         return f"{self._base}/{self.token(tenant_id, delivery_id)}"
 
     def verify(self, token: str) -> tuple[str, str]:
-        """``(tenant_id, delivery_id)`` of a genuine token; ``NotFound`` otherwise."""
-        parts = token.split(".")
-        if len(parts) != 3 or not hmac.compare_digest(self.token(parts[0], parts[1]), token):
-            raise NotFound("unknown unsubscribe link")
-        return parts[0], parts[1]
+        """``(tenant_id, delivery_id)`` of a genuine unsubscribe token; ``NotFound`` otherwise."""
+        tenant_id, delivery_id = self._check("unsubscribe", token, 2)
+        return tenant_id, delivery_id
+
+    def tracking(self, tenant_id: str, delivery_id: str) -> Tracking:
+        """The open pixel and click links of one delivery."""
+        return Tracking(
+            open_url=f"{self._root}/open/{self._token('open', tenant_id, delivery_id)}",
+            click_url=lambda index: (
+                f"{self._root}/click/{self._token('click', tenant_id, delivery_id, str(index))}"
+            ),
+        )
+
+    def verify_open(self, token: str) -> tuple[str, str]:
+        """``(tenant_id, delivery_id)`` of a genuine open-pixel token; ``NotFound`` otherwise."""
+        tenant_id, delivery_id = self._check("open", token, 2)
+        return tenant_id, delivery_id
+
+    def verify_click(self, token: str) -> tuple[str, str, int]:
+        """``(tenant_id, delivery_id, link index)`` of a genuine click token."""
+        tenant_id, delivery_id, index = self._check("click", token, 3)
+        if not index.isdigit():
+            raise NotFound("unknown click link")
+        return tenant_id, delivery_id, int(index)
 
 
 def _facts(campaign: EmailCampaign) -> dict[str, Any]:
@@ -540,6 +580,106 @@ class EmailMarketingService:
             )
             call.detail = f"unsubscribed by link (campaign {delivery.campaign_id})"
 
+    # -- engagement (open pixel, click links) -----------------------------------
+
+    def check_open(self, token: str) -> str:
+        """The location of a genuine open-pixel token (``NotFound`` otherwise); reads nothing."""
+        return self._links.verify_open(token)[0]
+
+    def check_click(self, token: str) -> str:
+        """The location of a genuine click token (``NotFound`` otherwise); reads nothing."""
+        return self._links.verify_click(token)[0]
+
+    async def record_open(self, ctx: Context, token: str) -> None:
+        """Count the first open of a delivery (pixel loaded); later loads change nothing.
+
+        The first open sets ``opened_at``, counts on the campaign and adds an
+        ``email_opened`` touchpoint (so the worker rescores the contact's warmness).
+        """
+        tenant_id, delivery_id = self._links.verify_open(token)
+        if tenant_id != ctx.tenant_id:
+            raise NotFound("unknown open link")
+        async with self._engagement(ctx) as call:
+            await self._engage(call, delivery_id, click=None)
+
+    async def record_click(self, ctx: Context, token: str) -> str:
+        """The URL a genuine click link leads to; the first click is counted (and opens).
+
+        The URL is the campaign's own link at the token's position, never one
+        the request carries, so the route is no open redirect.
+        """
+        tenant_id, delivery_id, index = self._links.verify_click(token)
+        if tenant_id != ctx.tenant_id:
+            raise NotFound("unknown click link")
+        async with self._engagement(ctx) as call:
+            return await self._engage(call, delivery_id, click=index)
+
+    def _engagement(self, ctx: Context) -> AbstractAsyncContextManager[Call]:
+        return self._base.use_case(
+            ctx,
+            Resource.CAMPAIGNS,
+            Action.SEND,
+            audit=AuditAction.UPDATE,
+            resource_type="campaign_delivery",
+            write=True,
+        )
+
+    async def _engage(self, call: Call, delivery_id: str, *, click: int | None) -> str:
+        uow = call.uow
+        delivery = await uow.deliveries.get(delivery_id)
+        call.resource_id = delivery.id
+        campaign = await uow.campaigns.get(delivery.campaign_id)
+        target = ""
+        if click is not None:
+            links = tracked_links(campaign.body_html)
+            if click >= len(links):
+                raise NotFound("unknown click link")
+            target = links[click]
+        now = self._base.clock.now()
+        first_open = delivery.opened_at is None
+        first_click = click is not None and delivery.clicked_at is None
+        if not (first_open or first_click):
+            call.detail = "clicked again" if click is not None else "opened again"
+            return target
+        status = delivery.status
+        if status in (DeliveryStatus.SENT, DeliveryStatus.OPENED):
+            status = DeliveryStatus.CLICKED if click is not None else DeliveryStatus.OPENED
+        await uow.deliveries.update(
+            attrs.evolve(
+                delivery,
+                status=status,
+                opened_at=delivery.opened_at or now,
+                clicked_at=delivery.clicked_at or (now if click is not None else None),
+            )
+        )
+        await uow.campaigns.update(
+            attrs.evolve(
+                campaign,
+                opened_count=campaign.opened_count + int(first_open),
+                clicked_count=campaign.clicked_count + int(first_click),
+                updated_at=now,
+            )
+        )
+        kind = TouchpointKind.EMAIL_CLICKED if first_click else TouchpointKind.EMAIL_OPENED
+        await add_touchpoint(
+            call,
+            Touchpoint(
+                id=self._base.ids.new_id(),
+                tenant_id=delivery.tenant_id,
+                contact_id=delivery.contact_id,
+                kind=kind,
+                channel=Channel.EMAIL,
+                occurred_at=now,
+                campaign_id=campaign.id,
+                metadata={"delivery_id": delivery.id}
+                if click is None
+                else {"delivery_id": delivery.id, "link": click},
+                created_at=now,
+            ),
+        )
+        call.detail = f"{kind.value} (campaign {campaign.id})"
+        return target
+
     # -- steps ------------------------------------------------------------------
 
     async def _start(
@@ -683,6 +823,7 @@ class EmailMarketingService:
             to=contact.email,
             unsubscribe_url=self._links.url(ctx.tenant_id, delivery_id),
             from_address=self._from,
+            tracking=self._links.tracking(ctx.tenant_id, delivery_id),
         )
 
     async def _record(

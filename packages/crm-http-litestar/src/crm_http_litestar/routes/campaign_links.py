@@ -1,19 +1,28 @@
-"""``/campaigns/unsubscribe/{token}``: the link in every campaign email (no login).
+"""``/campaigns/unsubscribe/{token}``: the link in every campaign email (no login);
+``/campaigns/open/{token}`` and ``/campaigns/click/{token}``: its open pixel and
+click links.
 
 ``GET`` only shows a confirmation page with a button (mail scanners follow
 links; they must not unsubscribe anyone); ``POST`` unsubscribes — it is also
 the RFC 8058 one-click target of ``List-Unsubscribe-Post``.  The token is
 signed (HMAC) and names only the location and the delivery; the pages name
 nobody.  An unknown or forged token is a 404 either way.
+
+The open pixel always answers the same 1×1 GIF (a forged token records
+nothing and learns nothing).  A click link redirects (302) only to the
+campaign's own link at the token's position, so it is no open redirect.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 
 from crm_domain.context import Context
+from crm_domain.errors import NotFound
 from litestar import MediaType, Response, Router, get, post
 from litestar.params import FromPath
+from litestar.response import Redirect
 
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import responses
@@ -64,24 +73,82 @@ async def unsubscribe(crm: CrmDep, token: FromPath[str]) -> Response[str]:
     """Withdraw the recipient's email consent."""
     campaigns = crm.services.campaigns
     assert campaigns is not None
-    state = crm.pipeline
     tenant_id = campaigns.check_unsubscribe(token)
+    await crm.pipeline.use_case(campaigns.unsubscribe(_system(crm, tenant_id), token))
+    return _page("Unsubscribed", "<p>You will receive no more marketing email from us.</p>")
+
+
+#: A transparent 1×1 GIF.
+_PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+def _system(crm: CrmDep, tenant_id: str) -> Context:
+    state = crm.pipeline
     state.tenant_id = tenant_id
-    ctx = Context.system(
+    return Context.system(
         tenant_id,
         request_id=state.request_id,
         request_method=state.method,
         request_path=state.path,
     )
-    await state.use_case(campaigns.unsubscribe(ctx, token))
-    return _page("Unsubscribed", "<p>You will receive no more marketing email from us.</p>")
+
+
+@get(
+    "/open/{token:str}",
+    opt={"public": True},
+    summary="Open pixel of a campaign email",
+    description="Public. Always the same 1×1 GIF; a genuine token counts the first open.",
+    responses=responses(429),
+    include_in_schema=True,
+)
+async def open_pixel(crm: CrmDep, token: FromPath[str]) -> Response[bytes]:
+    """Count the open (first one only) and answer the pixel."""
+    campaigns = crm.services.campaigns
+    assert campaigns is not None
+    try:
+        tenant_id = campaigns.check_open(token)
+    except NotFound:
+        tenant_id = None
+    if tenant_id is not None:
+        await crm.pipeline.use_case(campaigns.record_open(_system(crm, tenant_id), token))
+    return Response(
+        _PIXEL,
+        media_type="image/gif",
+        headers={"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"},
+    )
+
+
+@get(
+    "/click/{token:str}",
+    opt={"public": True},
+    summary="Click link of a campaign email",
+    description="Public. Redirects (302) to the campaign's own link; 404 for a bad link.",
+    responses=responses(404, 429),
+    status_code=302,
+    include_in_schema=True,
+)
+async def click(crm: CrmDep, token: FromPath[str]) -> Redirect:
+    """Count the click (first one only) and send the reader on."""
+    campaigns = crm.services.campaigns
+    assert campaigns is not None
+    tenant_id = campaigns.check_click(token)
+    target = await crm.pipeline.use_case(campaigns.record_click(_system(crm, tenant_id), token))
+    return Redirect(
+        target,
+        status_code=302,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
 
 
 def campaign_links_router() -> Router:
     """Public routes under ``/campaigns`` reached from campaign emails."""
     return Router(
-        path="/campaigns/unsubscribe",
-        route_handlers=[unsubscribe_page, unsubscribe],
+        path="/campaigns",
+        route_handlers=[
+            Router(path="/unsubscribe", route_handlers=[unsubscribe_page, unsubscribe]),
+            open_pixel,
+            click,
+        ],
         tags=["campaigns"],
     )
 
