@@ -298,3 +298,65 @@ async def test_suppressed_emails_leave_the_audience_and_are_skipped_at_send_time
         SUPPRESSED,
     )
     assert by_contact[ids["Cy"]].status is DeliveryStatus.SENT
+
+
+async def test_a_suppressed_number_gets_no_booking_reminder(world: Any) -> None:
+    from datetime import timedelta
+
+    from crm_domain.services import CreateBooking
+
+    sender = await _texting_world(world)
+    contact = await world.services.contacts.create(
+        world.ctx(), CreateContact(first_name="Ada", phone=PATIENT, sms_opt_in=True)
+    )
+    starts = world.clock.now() + timedelta(days=2)
+    await world.services.bookings.create(
+        world.ctx(),
+        CreateBooking(
+            contact_id=contact.id,
+            service_type="mri",
+            starts_at=starts,
+            ends_at=starts + timedelta(minutes=45),
+        ),
+    )
+    await _service(world).add(world.ctx(), AddSuppression(channel="sms", address=PATIENT))
+    world.clock.set(starts - timedelta(hours=1))
+    handled = await world.relay()
+    assert handled.count("BookingReminderDue") == 2
+    # Consent is still given: only the list stops the reminders.
+    assert sender.sent == []
+    assert await _messages(world) == []
+    audit = await world.audit()
+    skipped = [e.detail for e in audit if e.detail and e.detail.startswith("reminder skipped")]
+    assert len(skipped) == 2 and all("suppression list" in d for d in skipped)
+
+
+async def test_an_unsubscribe_link_suppresses_the_email(world: Any) -> None:
+    from crm_domain.bootstrap import bootstrap
+
+    mailer = RecordingMailer("smtp")
+    world.services = bootstrap(world.gateway, clock=world.clock, ids=world.ids, mailer=mailer)
+    campaigns = world.services.campaigns
+    assert campaigns is not None
+    await world.services.contacts.create(
+        world.ctx(),
+        CreateContact(first_name="Ada", email="ada@example.org", email_opt_in=True),
+    )
+    draft = await campaigns.create(
+        world.ctx(), CampaignDraft(name="Spring", subject="Hi", body_html="<p>Book now</p>")
+    )
+    await campaigns.send(world.ctx(), draft.id)
+    await world.relay()
+    [message] = mailer.sent
+    token = message.headers["List-Unsubscribe"].strip("<>").rsplit("/", 1)[-1]
+    await campaigns.unsubscribe(Context.system(world.sydney.id), token)
+    [entry] = await _stored(world)
+    assert (entry.channel, entry.address, entry.reason, entry.created_by) == (
+        SuppressionChannel.EMAIL,
+        "ada@example.org",
+        SuppressionReason.OPT_OUT,
+        "system",
+    )
+    # Clicking again changes nothing more.
+    await campaigns.unsubscribe(Context.system(world.sydney.id), token)
+    assert len(await world.events("SuppressionAdded")) == 1
