@@ -360,3 +360,24 @@ async def test_an_unsubscribe_link_suppresses_the_email(world: Any) -> None:
     # Clicking again changes nothing more.
     await campaigns.unsubscribe(Context.system(world.sydney.id), token)
     assert len(await world.events("SuppressionAdded")) == 1
+
+
+def test_the_entity_holds_only_normalised_addresses() -> None:
+    from datetime import UTC, datetime
+
+    from crm_domain.entities import Suppression
+
+    fields: dict[str, Any] = {
+        "id": "s1",
+        "tenant_id": "loc",
+        "channel": "sms",
+        "reason": "manual",
+        "created_at": datetime(2026, 3, 2, tzinfo=UTC),
+        "created_by": "system",
+    }
+    for channel, address in [("sms", "0412 345 678"), ("email", "Ann@example.org")]:
+        with pytest.raises(ValidationError) as info:
+            Suppression(**{**fields, "channel": channel, "address": address})
+        assert info.value.field == "address"
+    made = Suppression.create(**{**fields, "channel": "email", "address": " Ann@Example.org "})
+    assert made.address == "ann@example.org"
