@@ -135,3 +135,37 @@ async def test_sms_to_a_suppressed_number_is_a_409_and_nothing_is_sent(
     )
     assert conversation.json()["items"] == []
     assert clicksend.to(CLICKSEND_SEND_PATH) == []
+
+
+async def test_a_stop_from_an_unknown_number_lands_on_the_list(
+    sms_world: World, clicksend: ProviderServer
+) -> None:
+    from .test_http_webhooks_sms import inbound, post_reply
+
+    world = sms_world
+    stranger = "+61412999888"
+    reply = await post_reply(world, inbound("STOP", "IN-X1", sender=stranger))
+    assert reply.status_code == 200, reply.text
+    [entry] = (await _list(world, "auditor")).json()["items"]
+    assert (entry["channel"], entry["address"], entry["reason"], entry["created_by"]) == (
+        "sms",
+        stranger,
+        "opt_out",
+        "system",
+    )
+    # Reception later records the caller as a contact who agreed to SMS: still refused.
+    contact = await world.client.post(
+        "/api/contacts",
+        headers=await world.headers("reception"),
+        json={"first_name": "Sam", "phone": stranger, "sms_opt_in": True},
+    )
+    assert contact.status_code == 201, contact.text
+    refused = await world.client.post(
+        "/api/sms",
+        headers=await world.headers("reception"),
+        json={"contact_id": contact.json()["id"], "body": "Welcome", "kind": "transactional"},
+    )
+    assert refused.status_code == 409, refused.text
+    assert "suppression list" in refused.json()["detail"]
+    await drain_outbox(world)
+    assert clicksend.to(CLICKSEND_SEND_PATH) == []
