@@ -28,6 +28,7 @@ sms          | send read                 | read               | send read       
 campaigns    | create read update send   | -                  | read               | -
 reports      | read                      | read               | read               | read
 automations  | create read update delete | -                  | -                  | -
+suppressions | create read delete        | -                  | create read        | read
 locations    | create read update delete | -                  | -                  | -
 users        | create read update delete | -                  | -                  | -
 ip_rules     | create read update delete | -                  | -                  | -

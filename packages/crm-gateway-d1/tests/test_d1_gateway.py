@@ -147,7 +147,7 @@ async def test_audit_race_between_processes_is_relinked(
 async def test_migrations_come_from_the_sql_gateways_alembic_revisions(
     d1_gateway: D1Gateway, local_d1: LocalD1
 ) -> None:
-    assert await current_revision(d1_gateway.client) == "0003_messaging_columns"
+    assert await current_revision(d1_gateway.client) == "0004_suppressions"
     before = local_d1.requests()
     assert await upgrade(d1_gateway.client) == 0  # already at head: nothing sent
     await d1_gateway.migrate()
@@ -340,7 +340,7 @@ async def test_revision_0002_replays_on_d1_with_stored_answers(d1_gateway: D1Gat
         ]
     )
     assert await upgrade(client) > 0
-    assert await current_revision(client) == "0003_messaging_columns"
+    assert await current_revision(client) == "0004_suppressions"
     async with d1_gateway.unit_of_work("loc-1") as uow:
         old = await uow.idempotency.get("old-key", "user-1")
     assert old is not None

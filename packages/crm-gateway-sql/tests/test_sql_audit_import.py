@@ -196,7 +196,7 @@ async def test_migrations_match_the_metadata_and_are_idempotent(any_gateway: Sql
             "hipaa_audit_log",
         }
     assert diff == []
-    assert head == "0003_messaging_columns"
+    assert head == "0004_suppressions"
 
 
 async def test_in_memory_url_uses_a_private_file_removed_on_close() -> None:

@@ -185,8 +185,8 @@ async def test_limit_out_of_range_is_a_422_and_documented(world: World) -> None:
     document = await _openapi(world)
     headers = await world.headers("owner")
     limits = [(path, p) for path, p in _query_params(document) if p["name"] == "limit"]
-    assert len(limits) == 11  # contacts, touchpoints, bookings, tasks, sms, campaigns,
-    # automations, admin lists
+    assert len(limits) == 12  # contacts, touchpoints, bookings, tasks, sms, campaigns,
+    # automations, suppressions, admin lists
     for path, param in limits:
         assert (param["schema"]["minimum"], param["schema"]["maximum"]) == (1, 200), path
         url = await _url(world, path)

@@ -18,6 +18,7 @@ from crm_domain.entities import (
     Role,
     RuleAction,
     StaffUser,
+    Suppression,
     Task,
 )
 from crm_domain.policies import DEFAULT_GRANTS
@@ -161,6 +162,39 @@ async def automations_delete(w: World, loc: str, h: dict[str, str]) -> httpx.Res
     return await w.client.delete(f"/api/automations/{(await _automation(w, loc)).id}", headers=h)
 
 
+async def _suppression(w: World, loc: str) -> Suppression:
+    entry = Suppression(
+        id=w.runtime.ids.new_id(),
+        tenant_id=w.locations[loc],
+        channel="sms",
+        # A fresh Australian mobile number each time (the list is unique per number).
+        address=f"+614{int(w.runtime.ids.new_id()[-8:], 36) % 100_000_000:08d}",
+        reason="manual",
+        created_at=w.clock.now(),
+        created_by="matrix",
+    )
+    async with w.gateway.unit_of_work(entry.tenant_id) as uow:
+        await uow.suppressions.add(entry)
+        await uow.commit()
+    return entry
+
+
+async def suppressions_create(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
+    number = f"+614{int(w.runtime.ids.new_id()[-8:], 36) % 100_000_000:08d}"
+    return await w.client.post(
+        "/api/suppressions", headers=h, json={"channel": "sms", "address": number}
+    )
+
+
+async def suppressions_read(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
+    await _suppression(w, loc)
+    return await w.client.get("/api/suppressions", headers=h)
+
+
+async def suppressions_delete(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
+    return await w.client.delete(f"/api/suppressions/{(await _suppression(w, loc)).id}", headers=h)
+
+
 def _future(w: World, days: int) -> dict[str, str]:
     start = w.clock.now() + timedelta(days=days)
     return {
@@ -296,6 +330,9 @@ CASES: dict[tuple[Resource, Action], tuple[Case, int]] = {
     (Resource.AUTOMATIONS, Action.READ): (automations_read, 200),
     (Resource.AUTOMATIONS, Action.UPDATE): (automations_update, 200),
     (Resource.AUTOMATIONS, Action.DELETE): (automations_delete, 204),
+    (Resource.SUPPRESSIONS, Action.CREATE): (suppressions_create, 201),
+    (Resource.SUPPRESSIONS, Action.READ): (suppressions_read, 200),
+    (Resource.SUPPRESSIONS, Action.DELETE): (suppressions_delete, 204),
 }
 
 

@@ -44,6 +44,7 @@ from crm_domain.services.handlers import (
     reminder_handlers,
 )
 from crm_domain.services.reminders import ReminderService
+from crm_domain.services.suppressions import SuppressionService
 
 
 @attrs.frozen(kw_only=True)
@@ -78,6 +79,8 @@ class Services:
     reminders: ReminderService | None = None
     #: Automation rules (``/api/automations``) and the engine the worker runs.
     automations: AutomationService | None = None
+    #: The location's suppression list (``/api/suppressions``).
+    suppressions: SuppressionService | None = None
 
     def event_handlers(self) -> Mapping[str, tuple[EventHandler, ...]]:
         """The domain's outbox consumers by event name, for a worker to register.
@@ -173,6 +176,7 @@ def bootstrap(
         ),
         reminders=ReminderService(*ports, sms=sms, sms_numbers=sms_numbers),
         automations=AutomationService(*ports, sms=sms, sms_numbers=sms_numbers),
+        suppressions=SuppressionService(*ports),
     )
 
 

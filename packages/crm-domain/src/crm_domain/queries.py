@@ -36,6 +36,8 @@ from crm_domain.entities import (
     SmsDirection,
     SmsIntent,
     SmsStatus,
+    SuppressionChannel,
+    SuppressionReason,
     TaskPriority,
     TaskStatus,
     TouchpointKind,
@@ -269,6 +271,15 @@ class AutomationQuery(ListQuery):
 
 
 @attrs.frozen(slots=True, kw_only=True)
+class SuppressionQuery(ListQuery):
+    """Filters for a location's suppression list (``address`` as stored: E.164 or lower-cased)."""
+
+    channel: str | None = _choice(SuppressionChannel)
+    address: str | None = _f(Op.EQ)
+    reason: str | None = _choice(SuppressionReason)
+
+
+@attrs.frozen(slots=True, kw_only=True)
 class AuditQuery(ListQuery):
     """Filters for the audit trail."""
 
@@ -368,6 +379,7 @@ __all__ = [
     "MembershipQuery",
     "Op",
     "SmsQuery",
+    "SuppressionQuery",
     "TaskQuery",
     "TouchpointQuery",
     "UserQuery",

@@ -223,6 +223,19 @@ TABLES: dict[str, Table] = {
             foreign_keys=(_TENANT,),
         ),
         Table(
+            "suppressions",
+            "suppression",
+            _id,
+            tenant_owned=True,
+            uniques=(
+                Unique(
+                    "tenant_id, channel, address",
+                    lambda r: (r.tenant_id, r.channel.value, r.address),
+                ),
+            ),
+            foreign_keys=(_TENANT,),
+        ),
+        Table(
             "idempotency",
             "idempotency record",
             lambda r: (r.tenant_id, r.key, r.user_id),

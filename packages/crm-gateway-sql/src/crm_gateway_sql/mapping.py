@@ -43,6 +43,7 @@ from crm_domain.entities import (
     Session,
     SmsMessage,
     StaffUser,
+    Suppression,
     Task,
     Touchpoint,
     WebhookReceipt,
@@ -99,6 +100,7 @@ TABLES: dict[type[Any], sa.Table] = {
     EmailCampaign: schema.email_campaigns,
     CampaignDelivery: schema.campaign_deliveries,
     AutomationRule: schema.automation_rules,
+    Suppression: schema.suppressions,
     IdempotencyRecord: schema.idempotency_keys,
     AuditEntry: schema.hipaa_audit_log,
 }
@@ -122,6 +124,7 @@ RELATION_TABLES: dict[str, sa.Table] = {
     "sms": schema.sms_messages,
     "deliveries": schema.campaign_deliveries,
     "automations": schema.automation_rules,
+    "suppressions": schema.suppressions,
     "idempotency": schema.idempotency_keys,
 }
 

@@ -359,6 +359,25 @@ automation_rules = sa.Table(
     sa.Index(None, "tenant_id", "trigger", "enabled"),
 )
 
+#: A location's suppression list: addresses never to text or email, whatever the
+#: contacts say (kept when a contact is deleted, merged or created again).
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    _id(),
+    _tenant(),
+    sa.Column("channel", sa.String(16), nullable=False),
+    # E.164 for sms, a lower-cased email address for email.
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("note", sa.String(500)),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    # The send-time check looks an address up by this key.
+    sa.UniqueConstraint("tenant_id", "channel", "address"),
+    sa.Index(None, "tenant_id", "id"),
+)
+
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
@@ -441,6 +460,7 @@ TENANT_TABLES: tuple[sa.Table, ...] = (
     sms_messages,
     campaign_deliveries,
     automation_rules,
+    suppressions,
     idempotency_keys,
 )
 
@@ -470,6 +490,7 @@ __all__ = [
     "sessions",
     "sms_messages",
     "staff_users",
+    "suppressions",
     "tasks",
     "touchpoints",
     "user_permissions",

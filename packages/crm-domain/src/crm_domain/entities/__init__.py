@@ -29,6 +29,12 @@ from crm_domain.entities.session import (
 )
 from crm_domain.entities.sms import SmsDirection, SmsIntent, SmsKind, SmsMessage, SmsStatus
 from crm_domain.entities.staff import Effect, Membership, PermissionOverride, Role, StaffUser
+from crm_domain.entities.suppression import (
+    Suppression,
+    SuppressionChannel,
+    SuppressionReason,
+    normalise_address,
+)
 from crm_domain.entities.task import Task, TaskPriority, TaskStatus
 from crm_domain.entities.touchpoint import Channel, Touchpoint, TouchpointKind
 
@@ -76,10 +82,14 @@ __all__ = [
     "SmsMessage",
     "SmsStatus",
     "StaffUser",
+    "Suppression",
+    "SuppressionChannel",
+    "SuppressionReason",
     "Task",
     "TaskPriority",
     "TaskStatus",
     "Touchpoint",
     "TouchpointKind",
     "WebhookReceipt",
+    "normalise_address",
 ]

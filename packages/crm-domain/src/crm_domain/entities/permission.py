@@ -21,6 +21,8 @@ class Resource(enum.StrEnum):
     CAMPAIGNS = "campaigns"
     REPORTS = "reports"
     AUTOMATIONS = "automations"
+    #: The location's suppression list (addresses never to text or email).
+    SUPPRESSIONS = "suppressions"
     LOCATIONS = "locations"
     USERS = "users"
     IP_RULES = "ip_rules"

@@ -10,8 +10,13 @@
 * **Sending window.** Marketing SMS go out only from 08:00 to 21:00 in the
   location's own timezone; transactional ones at any hour.
 
-A per-location suppression list (numbers never to text, kept even when the
-contact is deleted) is not here yet: it needs its own table (see CHANGELOG).
+* **Suppression list.** A number on the location's suppression list
+  (:class:`~crm_domain.entities.Suppression`, channel ``sms``) is never
+  texted either — a reminder included — whatever the contact's consent says:
+  the list outlives a deleted, merged or re-created contact.  Again only the
+  opt-out's own confirmation is sent regardless.  The caller looks the number
+  up (:meth:`~crm_domain.ports.gateway.SuppressionRepository.find_address`)
+  and hands the result in, so this module stays pure.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from crm_domain.entities import Contact, SmsKind
+from crm_domain.entities import Contact, SmsKind, Suppression
 
 #: Marketing SMS may be sent from this local time (inclusive) …
 MARKETING_WINDOW_START = time(8, 0)
@@ -33,12 +38,36 @@ def within_marketing_window(now: datetime, timezone: str) -> bool:
     return MARKETING_WINDOW_START <= local < MARKETING_WINDOW_END
 
 
-def sms_refusal(contact: Contact, kind: SmsKind, now: datetime, timezone: str) -> str | None:
-    """Why ``contact`` may not be sent an SMS of ``kind`` at ``now``, or ``None`` when it may."""
+#: Why a message to a suppressed number or address is refused (the 409's detail starts so).
+ON_SUPPRESSION_LIST = "on the location's suppression list"
+
+
+def suppressed_refusal(suppression: Suppression) -> str:
+    """The refusal for an address on the suppression list (PHI-free: no address in it)."""
+    return (
+        f"the {suppression.channel.value} address is {ON_SUPPRESSION_LIST} "
+        f"(suppression {suppression.id}, {suppression.reason.value})"
+    )
+
+
+def sms_refusal(
+    contact: Contact,
+    kind: SmsKind,
+    now: datetime,
+    timezone: str,
+    *,
+    suppression: Suppression | None = None,
+) -> str | None:
+    """Why ``contact`` may not be sent an SMS of ``kind`` at ``now``, or ``None`` when it may.
+
+    ``suppression`` is the location's suppression of the contact's number, if any.
+    """
     if contact.phone is None:
         return f"contact {contact.id} has no phone number"
     if not contact.sms_opt_in:
         return f"contact {contact.id} has not agreed to SMS or has opted out (sms_opt_in is false)"
+    if suppression is not None:
+        return f"contact {contact.id}: {suppressed_refusal(suppression)}"
     if kind is SmsKind.MARKETING and not within_marketing_window(now, timezone):
         return (
             "marketing SMS are sent only from 08:00 to 21:00 in the location's timezone "
@@ -50,6 +79,8 @@ def sms_refusal(contact: Contact, kind: SmsKind, now: datetime, timezone: str) -
 __all__ = [
     "MARKETING_WINDOW_END",
     "MARKETING_WINDOW_START",
+    "ON_SUPPRESSION_LIST",
     "sms_refusal",
+    "suppressed_refusal",
     "within_marketing_window",
 ]

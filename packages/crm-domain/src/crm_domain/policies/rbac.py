@@ -61,6 +61,7 @@ DEFAULT_GRANTS: RoleGrants = MappingProxyType(
                 Resource.CAMPAIGNS: (_C, _R, _U, _S),
                 Resource.REPORTS: (_R,),
                 Resource.AUTOMATIONS: (_C, _R, _U, _D),
+                Resource.SUPPRESSIONS: (_C, _R, _D),
                 Resource.LOCATIONS: (_C, _R, _U, _D),
                 Resource.USERS: (_C, _R, _U, _D),
                 Resource.IP_RULES: (_C, _R, _U, _D),
@@ -84,6 +85,8 @@ DEFAULT_GRANTS: RoleGrants = MappingProxyType(
                 Resource.SMS: (_S, _R),
                 Resource.CAMPAIGNS: (_R,),
                 Resource.REPORTS: (_R,),
+                # Reception takes "don't text me" at the desk; removing one is an admin's call.
+                Resource.SUPPRESSIONS: (_C, _R),
             }
         ),
         Role.READONLY: _grants(
@@ -92,6 +95,7 @@ DEFAULT_GRANTS: RoleGrants = MappingProxyType(
                 Resource.BOOKINGS: (_R,),
                 Resource.TASKS: (_R,),
                 Resource.REPORTS: (_R,),
+                Resource.SUPPRESSIONS: (_R,),
             }
         ),
     }

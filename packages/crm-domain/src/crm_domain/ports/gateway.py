@@ -39,6 +39,8 @@ from crm_domain.entities import (
     Session,
     SmsMessage,
     StaffUser,
+    Suppression,
+    SuppressionChannel,
     Task,
     Touchpoint,
     WebhookReceipt,
@@ -56,6 +58,7 @@ from crm_domain.queries import (
     LocationQuery,
     MembershipQuery,
     SmsQuery,
+    SuppressionQuery,
     TaskQuery,
     TouchpointQuery,
     UserQuery,
@@ -225,6 +228,16 @@ class DeliveryRepository(Repository[CampaignDelivery, DeliveryQuery], Protocol):
 
 class AutomationRepository(Repository[AutomationRule, AutomationQuery], Protocol):
     """Automation rules (tenant-owned)."""
+
+
+class SuppressionRepository(Repository[Suppression, SuppressionQuery], Protocol):
+    """A location's suppression list (tenant-owned); unique per (location, channel, address)."""
+
+    async def find_address(
+        self, channel: SuppressionChannel | str, address: str
+    ) -> Suppression | None:
+        """The suppression of ``address`` (normalised as stored) on ``channel``, or ``None``."""
+        ...
 
 
 class IdempotencyRepository(Protocol):
@@ -401,6 +414,8 @@ class UnitOfWork(Protocol):
     @property
     def automations(self) -> AutomationRepository: ...
     @property
+    def suppressions(self) -> SuppressionRepository: ...
+    @property
     def idempotency(self) -> IdempotencyRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
@@ -459,6 +474,7 @@ __all__ = [
     "SessionRepository",
     "SmsRepository",
     "SupportsMigrations",
+    "SuppressionRepository",
     "TaskRepository",
     "TouchpointRepository",
     "UnitOfWork",

@@ -73,6 +73,7 @@ from crm_domain.services.reports import (
     ReportQuery,
 )
 from crm_domain.services.sms import CANCELLED_BY_SMS, OPT_OUT_CONFIRMATION, SmsService
+from crm_domain.services.suppressions import AddSuppression, SuppressionService
 from crm_domain.services.tasks import TaskService
 from crm_domain.services.webhooks import (
     ExternalBookingEvent,
@@ -94,6 +95,7 @@ __all__ = [
     "WARMNESS_RECEIPTS",
     "Access",
     "AccessService",
+    "AddSuppression",
     "AddTouchpoint",
     "AddUser",
     "AllowIp",
@@ -148,6 +150,7 @@ __all__ = [
     "SendCampaign",
     "ServiceBase",
     "SmsService",
+    "SuppressionService",
     "TaskService",
     "Unset",
     "UnsubscribeLinks",

@@ -43,7 +43,6 @@ from crm_domain.entities import (
 )
 from crm_domain.errors import NotFound, ValidationError
 from crm_domain.pagination import Page
-from crm_domain.policies.messaging import sms_refusal
 from crm_domain.policies.rbac import Authorizer
 from crm_domain.ports.clock import Clock, IdFactory
 from crm_domain.ports.gateway import DatabaseGateway
@@ -472,7 +471,7 @@ class AutomationService:
         if action.kind is RuleActionKind.SEND_SMS:
             kind = SmsKind(params.get("kind", SmsKind.TRANSACTIONAL.value))
             location = await call.uow.locations.get(contact.tenant_id)
-            refusal = sms_refusal(contact, kind, now, location.timezone)
+            refusal = await self._sms.refusal(call.uow, contact, kind, now, location.timezone)
             if refusal is not None:
                 return f"send_sms skipped: {refusal}"
             number = self._numbers.get(location.code)

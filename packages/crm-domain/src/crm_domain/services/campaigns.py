@@ -47,6 +47,8 @@ from crm_domain.entities import (
     DeliveryStatus,
     EmailCampaign,
     Resource,
+    SuppressionChannel,
+    SuppressionReason,
     Touchpoint,
     TouchpointKind,
 )
@@ -69,11 +71,14 @@ from crm_domain.services.campaign_rendering import (
 )
 from crm_domain.services.contacts import _facts as _contact_facts
 from crm_domain.services.events import EventName
+from crm_domain.services.suppressions import email_suppression, suppress, suppressed_emails
 
 #: The error on a delivery found ``sending`` after a crash (see the module docstring).
 IN_DOUBT = "in doubt: the worker stopped after handing it to the mailer; not resent"
 #: The error on a delivery whose contact withdrew consent (or their email) before it went.
 NO_CONSENT = "no email consent at send time"
+#: The error on a delivery whose address was put on the suppression list before it went.
+SUPPRESSED = "address on the location's suppression list at send time"
 #: How many recipients a preview shows.
 PREVIEW_SAMPLE = 5
 
@@ -564,6 +569,16 @@ class EmailMarketingService:
             delivery = await call.uow.deliveries.get(delivery_id)
             contact = await call.uow.contacts.get(delivery.contact_id)
             call.resource_id = contact.id
+            if contact.email is not None:
+                # The list keeps the opt-out when the contact is merged, erased or created again.
+                await suppress(
+                    base,
+                    call,
+                    contact.tenant_id,
+                    SuppressionChannel.EMAIL,
+                    contact.email,
+                    SuppressionReason.OPT_OUT,
+                )
             if not contact.email_opt_in:
                 call.detail = "unsubscribe link: already unsubscribed"
                 return
@@ -808,6 +823,13 @@ class EmailMarketingService:
                 )
                 call.detail = "no consent"
                 return None
+            if await email_suppression(uow, contact.email) is not None:
+                # So is the suppression list: an address added after the start is skipped.
+                await uow.deliveries.update(
+                    attrs.evolve(delivery, status=DeliveryStatus.FAILED, error=SUPPRESSED)
+                )
+                call.detail = "suppressed"
+                return None
             location = await uow.locations.get(ctx.tenant_id)
             # Conditional: of several workers holding the same event (a lease that ran
             # out mid-campaign), only the one whose claim lands sends this delivery.
@@ -900,12 +922,18 @@ def _checked(campaign: EmailCampaign, *, derive_text: bool) -> EmailCampaign:
 
 
 async def _audience(uow: UnitOfWork, audience: AudienceFilter) -> list[Contact]:
-    """Every contact of the audience with consent and an email address, newest first."""
+    """Every contact of the audience with consent and an email address not on the location's
+    suppression list, newest first."""
     query = audience_query(audience)
+    suppressed = await suppressed_emails(uow)
     found: list[Contact] = []
     while True:
         page = await uow.contacts.list(query)
-        found.extend(c for c in page.items if c.email is not None and c.email_opt_in)
+        found.extend(
+            c
+            for c in page.items
+            if c.email is not None and c.email_opt_in and c.email.lower() not in suppressed
+        )
         if page.next_cursor is None:
             return found
         query = attrs.evolve(query, cursor=page.next_cursor)
@@ -927,6 +955,7 @@ async def _all_deliveries(
 __all__ = [
     "IN_DOUBT",
     "NO_CONSENT",
+    "SUPPRESSED",
     "AudiencePreview",
     "CampaignChanges",
     "CampaignDraft",

@@ -49,6 +49,8 @@ class EventName(enum.StrEnum):
     CAMPAIGN_PAUSED = "CampaignPaused"
     CAMPAIGN_CANCELLED = "CampaignCancelled"
     CAMPAIGN_COMPLETED = "CampaignCompleted"
+    SUPPRESSION_ADDED = "SuppressionAdded"
+    SUPPRESSION_REMOVED = "SuppressionRemoved"
     #: Scheduled: dated at a campaign's ``scheduled_at`` (the outbox holds it until then).
     CAMPAIGN_DUE = "CampaignDue"
     #: Scheduled: dated when a booking's SMS reminder is due (the outbox holds it until then).

@@ -32,7 +32,6 @@ from crm_domain.entities import (
     WebhookReceipt,
 )
 from crm_domain.errors import NotFound
-from crm_domain.policies.messaging import sms_refusal
 from crm_domain.policies.rbac import Authorizer
 from crm_domain.policies.reminders import follow_up_due
 from crm_domain.ports.clock import Clock, IdFactory
@@ -90,7 +89,7 @@ class ReminderService:
         Nothing is sent (and the audit entry says why) when the event was
         handled before, the booking is gone, no longer open or moved since (its
         start differs from the event's), or the contact may not be texted
-        (no phone, no consent, opted out).
+        (no phone, no consent, opted out, the number on the suppression list).
         """
         async with self._base.use_case(
             ctx,
@@ -111,8 +110,8 @@ class ReminderService:
                 return None
             contact = await call.uow.contacts.get(booking.contact_id)
             location = await call.uow.locations.get(ctx.tenant_id)
-            refusal = sms_refusal(
-                contact, SmsKind.TRANSACTIONAL, self._base.clock.now(), location.timezone
+            refusal = await self._sms.refusal(
+                call.uow, contact, SmsKind.TRANSACTIONAL, self._base.clock.now(), location.timezone
             )
             if refusal is not None:
                 call.detail = f"reminder skipped: {refusal}"

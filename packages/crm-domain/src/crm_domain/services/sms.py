@@ -23,6 +23,8 @@ from crm_domain.entities import (
     SmsKind,
     SmsMessage,
     SmsStatus,
+    SuppressionChannel,
+    SuppressionReason,
     Task,
     TaskPriority,
     Touchpoint,
@@ -33,7 +35,7 @@ from crm_domain.entities._fields import coerce_enum
 from crm_domain.errors import Conflict, Unavailable, ValidationError
 from crm_domain.pagination import Page
 from crm_domain.policies.consent import is_opt_out
-from crm_domain.policies.messaging import sms_refusal
+from crm_domain.policies.messaging import ON_SUPPRESSION_LIST, sms_refusal
 from crm_domain.policies.rbac import Authorizer
 from crm_domain.policies.reply_codes import coded_intent
 from crm_domain.ports.ai import AIProvider, SmsContext, SmsIntentResult
@@ -47,6 +49,7 @@ from crm_domain.services._touchpoints import add_touchpoint
 from crm_domain.services.bookings import _facts as _booking_facts
 from crm_domain.services.contacts import _facts as _contact_facts
 from crm_domain.services.events import EventName
+from crm_domain.services.suppressions import sms_suppression, suppress, suppress_contact_sms
 from crm_domain.services.tasks import _facts as _task_facts
 from crm_domain.values import parse_phone
 
@@ -229,7 +232,8 @@ class SmsService:
         ``sms_sent`` touchpoint and the audit entry, in one unit of work: it is
         never lost, and the worker sends it once.  ``Conflict`` when the
         :func:`~crm_domain.policies.messaging.sms_refusal` rules say no (no phone,
-        no consent or opted out, marketing outside 08:00–21:00 local time);
+        no consent or opted out, the number on the location's suppression list,
+        marketing outside 08:00–21:00 local time);
         ``Unavailable`` without an SMS sender or a clinic number (``from_number``
         ``None``: none configured for the location), after those checks;
         nothing is stored then.
@@ -252,7 +256,7 @@ class SmsService:
             contact = await call.uow.contacts.get(contact_id)
             location = await call.uow.locations.get(ctx.tenant_id)
             now = base.clock.now()
-            refusal = sms_refusal(contact, kind, now, location.timezone)
+            refusal = await self.refusal(call.uow, contact, kind, now, location.timezone)
             if refusal is not None:
                 call.detail = f"refused: {kind.value}"
                 raise Conflict(refusal)
@@ -273,8 +277,9 @@ class SmsService:
         Called by the worker for each ``SmsQueued`` event (at least once), so:
         a message no longer ``queued`` is returned untouched — a redelivered
         event never sends twice.  Consent is checked again (a STOP may have
-        arrived since it was queued) unless ``consent_exempt`` (the opt-out's
-        own confirmation): a withdrawn consent fails the message unsent.
+        arrived since it was queued), and so is the suppression list (a number
+        added since), unless ``consent_exempt`` (the opt-out's own
+        confirmation): either fails the message unsent.
 
         Accepted → ``sent`` with the provider's id; refused → ``failed`` with
         the provider's reason; the provider down (``Unavailable``) → the error
@@ -298,12 +303,26 @@ class SmsService:
                 if message.contact_id is None
                 else await call.uow.contacts.get(message.contact_id)
             )
+            # The number the message goes to, not the contact's current one: that is
+            # what the list protects.
+            suppression = (
+                None
+                if consent_exempt or message.status is not SmsStatus.QUEUED
+                else await sms_suppression(call.uow, message.to_number)
+            )
             call.detail = f"delivery check: {message.status.value}"
         if message.status is not SmsStatus.QUEUED:
             return message
         if not consent_exempt and (contact is None or not contact.sms_opt_in):
             return await self._record_outcome(
                 ctx, sms_id, status=SmsStatus.FAILED, error="consent withdrawn before sending"
+            )
+        if suppression is not None:
+            return await self._record_outcome(
+                ctx,
+                sms_id,
+                status=SmsStatus.FAILED,
+                error=f"number put {ON_SUPPRESSION_LIST} before sending",
             )
         if self._sender is None:
             error = Unavailable("no SMS sender is configured (CRM_SMS_PROVIDER)")
@@ -408,12 +427,25 @@ class SmsService:
             call.detail = f"{len(page.items)} returned"
             return page
 
+    @staticmethod
+    async def refusal(
+        uow: UnitOfWork, contact: Contact, kind: SmsKind, now: datetime, timezone: str
+    ) -> str | None:
+        """Why ``contact`` may not be texted now — :func:`sms_refusal` with the location's
+        suppression of their number looked up — or ``None``.
+
+        Every outbound SMS but the opt-out confirmation asks this: a send, a
+        booking reminder, an automation's message.
+        """
+        suppression = await sms_suppression(uow, contact.phone)
+        return sms_refusal(contact, kind, now, timezone, suppression=suppression)
+
     async def queue_in(
         self, call: Call, contact: Contact, from_number: str, body: str, kind: SmsKind
     ) -> SmsMessage:
         """Queue ``body`` inside another use case's unit of work (a booking reminder).
 
-        The caller has applied :func:`~crm_domain.policies.messaging.sms_refusal`;
+        The caller has applied :meth:`refusal`;
         the message, its ``SmsQueued`` event and touchpoint commit with the caller's
         write, and the worker sends it like any other (:meth:`deliver`).
         """
@@ -588,9 +620,23 @@ class SmsService:
         intent = understood.intent
         if intent is SmsIntent.OPT_OUT:
             if contact is None:
-                return "unknown sender"
+                # No consent to withdraw, but the number must not be texted either
+                # (a contact created for it later included).
+                _, added = await suppress(
+                    self._base,
+                    call,
+                    message.tenant_id,
+                    SuppressionChannel.SMS,
+                    message.from_number,
+                    SuppressionReason.OPT_OUT,
+                )
+                return "unknown sender; number " + ("suppressed" if added else "already suppressed")
             if not contact.sms_opt_in:
-                return "already opted out"
+                # Opted out before the list existed (or merged in): list the number now.
+                added = await suppress_contact_sms(self._base, call, contact)
+                return "already opted out" + ("; number suppressed" if added else "")
+            # The list keeps the opt-out when the contact is merged, erased or created again.
+            await suppress_contact_sms(self._base, call, contact)
             updated = attrs.evolve(
                 contact, sms_opt_in=False, consent_updated_at=now, updated_at=now
             )
@@ -611,7 +657,7 @@ class SmsService:
                 SmsKind.TRANSACTIONAL,
                 consent_exempt=True,
             )
-            return f"sms_opt_in cleared; confirmation {confirmation.id} queued"
+            return f"sms_opt_in cleared, number suppressed; confirmation {confirmation.id} queued"
         if intent is SmsIntent.CONFIRM and booking is not None:
             if booking.status is BookingStatus.CONFIRMED:
                 return f"booking {booking.id} already confirmed"

@@ -31,6 +31,7 @@ from crm_domain.entities import (
     Session,
     SmsMessage,
     StaffUser,
+    Suppression,
     Task,
     Touchpoint,
     WebhookReceipt,
@@ -55,6 +56,7 @@ ENTITIES: dict[str, type[Any]] = {
     "sms": SmsMessage,
     "deliveries": CampaignDelivery,
     "automations": AutomationRule,
+    "suppressions": Suppression,
     "idempotency": IdempotencyRecord,
     "outbox": OutboxMessage,
 }

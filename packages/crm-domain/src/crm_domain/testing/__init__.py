@@ -61,6 +61,8 @@ What it checks, for every repository:
   units of work), complete then get, release then reserve again, a stale
   reservation taken over by exactly one of several contenders, completion
   racing a take-over, tenant isolation;
+* suppression list — one address per location and channel, ``find_address``
+  and ids invisible to another location, not-found after delete;
 * coverage — every CRUD repository of the ``UnitOfWork`` port has a kit
   description, so a new repository cannot slip past the kit.
 
@@ -82,6 +84,7 @@ from crm_domain.testing._repositories import (
     TenantIsolationConformance,
 )
 from crm_domain.testing._specs import SPECS, RepoSpec
+from crm_domain.testing._suppressions import SuppressionConformance
 from crm_domain.testing._transactions import (
     ConcurrencyConformance,
     ConstraintConformance,
@@ -107,6 +110,7 @@ class GatewayConformance(
     AccessStoreConformance,
     IdempotencyConformance,
     PropertyConformance,
+    SuppressionConformance,
 ):
     """Every conformance test at once; subclass it and provide the ``gateway`` fixture."""
 
@@ -129,6 +133,7 @@ __all__ = [
     "PropertyConformance",
     "RepoSpec",
     "RepositoryConformance",
+    "SuppressionConformance",
     "TenantIsolationConformance",
     "UnitOfWorkConformance",
     "World",

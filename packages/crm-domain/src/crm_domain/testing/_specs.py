@@ -34,6 +34,7 @@ from crm_domain.queries import (
     LocationQuery,
     MembershipQuery,
     SmsQuery,
+    SuppressionQuery,
     TaskQuery,
     TouchpointQuery,
     UserQuery,
@@ -606,6 +607,39 @@ def _change_automation(w: World, r: Any) -> Any:
     )
 
 
+# -- suppressions ----------------------------------------------------------
+
+
+async def _suppression(w: World, t: str) -> Any:
+    return w.suppression(t)
+
+
+async def _suppression_edge(w: World, t: str) -> Any:
+    return w.suppression(
+        t,
+        channel="email",
+        address=f"zoë.ünïcode{w.serial()}@exämple.com",
+        reason="complaint",
+        note=fill(500),
+        created_by=fill(255),
+        created_at=w.at(microseconds=11).astimezone(MINUS_0330),
+    )
+
+
+async def _suppression_variants(w: World, t: str) -> list[Any]:
+    return [
+        w.suppression(t),
+        w.suppression(
+            t, channel="email", address=f"bounced{w.serial()}@kit.example", reason="bounce"
+        ),
+        w.suppression(t, reason="manual", note="asked at the desk"),
+    ]
+
+
+def _change_suppression(w: World, s: Any) -> Any:
+    return evolve(s, reason="manual", note="confirmed by phone")
+
+
 def _toggle_active(_w: World, entity: Any) -> Any:
     return evolve(entity, is_active=not entity.is_active)
 
@@ -718,6 +752,15 @@ SPECS: tuple[RepoSpec, ...] = (
         edge=_automation_edge,
         change=_change_automation,
         variants=_automation_variants,
+    ),
+    RepoSpec(
+        name="suppressions",
+        query=SuppressionQuery,
+        tenant_owned=True,
+        make=_suppression,
+        edge=_suppression_edge,
+        change=_change_suppression,
+        variants=_suppression_variants,
     ),
 )
 

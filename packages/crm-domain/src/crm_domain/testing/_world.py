@@ -33,6 +33,7 @@ from crm_domain.entities import (
     Session,
     SmsMessage,
     StaffUser,
+    Suppression,
     Task,
     Touchpoint,
     WebhookReceipt,
@@ -69,6 +70,7 @@ _ENTITY_REPOSITORY: dict[type[Any], str] = {
     EmailCampaign: "campaigns",
     CampaignDelivery: "deliveries",
     AutomationRule: "automations",
+    Suppression: "suppressions",
 }
 
 
@@ -331,6 +333,21 @@ class World:
         }
         fields.update(overrides)
         return AutomationRule(**fields)
+
+    def suppression(self, tenant_id: str, **overrides: Any) -> Suppression:
+        """An SMS opt-out of a unique Australian mobile number."""
+        n = self.serial()
+        fields: dict[str, Any] = {
+            "id": self.new_id(),
+            "tenant_id": tenant_id,
+            "channel": "sms",
+            "address": f"+614{n % 100_000_000:08d}",
+            "reason": "opt_out",
+            "created_at": self.now,
+            "created_by": "system",
+        }
+        fields.update(overrides)
+        return Suppression(**fields)
 
     def idempotency(self, tenant_id: str, **overrides: Any) -> IdempotencyRecord:
         """A stored 201 answer (see :meth:`reservation` for a pending one)."""

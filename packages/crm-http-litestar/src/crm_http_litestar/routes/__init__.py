@@ -17,6 +17,7 @@ from crm_http_litestar.routes.exports import exports_router
 from crm_http_litestar.routes.health import health
 from crm_http_litestar.routes.reports import reports_router
 from crm_http_litestar.routes.sms import sms_router
+from crm_http_litestar.routes.suppressions import suppressions_router
 from crm_http_litestar.routes.tasks import tasks_router
 from crm_http_litestar.routes.webhooks import webhooks_router
 
@@ -39,6 +40,7 @@ def all_routes() -> list[ControllerRouterHandler]:
         campaigns_router(),
         campaign_links_router(),
         automations_router(),
+        suppressions_router(),
     ]
 
 
