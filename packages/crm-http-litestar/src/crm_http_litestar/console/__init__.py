@@ -16,9 +16,9 @@ import re
 from crm_domain.errors import NotFound
 from litestar import Response, Router, get
 from litestar.config.csrf import CSRFConfig
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
 
 from crm_http_litestar.console import auth, reception

@@ -31,7 +31,7 @@ from crm_domain.errors import Conflict, Unavailable, ValidationError
 from crm_domain.queries import BookingQuery, ContactQuery, SmsQuery, TaskQuery
 from crm_domain.services import CancelBooking, CreateBooking
 from litestar import Request, get, post
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from crm_http_litestar.console._web import page, permissions
@@ -156,7 +156,7 @@ def _notice(done: str | None) -> str | None:
     opt={"permission": "bookings:read", "audit_resource": "console"},
     include_in_schema=False,
 )
-async def today(crm: CrmDep, done: str | None = None) -> Template:
+async def today(crm: CrmDep, done: FromQuery[str | None] = None) -> Template:
     """Reception's day: bookings, replies waiting, open tasks, hot leads."""
     can = await permissions(crm)
     location = await crm.services.access.find_location(crm.ctx.tenant_id)
@@ -341,7 +341,9 @@ async def _contact_page(
     opt={"permission": "contacts:read", "audit_resource": "contact"},
     include_in_schema=False,
 )
-async def contact_page(crm: CrmDep, id: FromPath[str], done: str | None = None) -> Template:
+async def contact_page(
+    crm: CrmDep, id: FromPath[str], done: FromQuery[str | None] = None
+) -> Template:
     """A contact: details, consents, warmness explained, timeline, SMS and booking forms."""
     return await _contact_page(crm, id, done=done)
 
