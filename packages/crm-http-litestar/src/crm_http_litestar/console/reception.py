@@ -105,45 +105,69 @@ async def _open_tasks(crm: Crm, **filters: Any) -> list[Task]:
     return sorted(tasks, key=lambda t: (_PRIORITY_RANK[t.priority], t.due_at or far, t.id))
 
 
-async def _replies(crm: Crm, tasks: list[Task], now: datetime) -> list[Reply]:
+#: A reply's task is opened in the same unit of work, a moment after the message is stored.
+_TASK_LAG = timedelta(seconds=60)
+
+
+def _task_for(message: SmsMessage, tasks: list[Task]) -> Task | None:
+    """The task the SMS service opened for ``message``: same contact, created just after it."""
+    for task in tasks:
+        if (
+            task.contact_id is not None
+            and task.contact_id == message.contact_id
+            and timedelta(0) <= task.created_at - message.created_at <= _TASK_LAG
+        ):
+            return task
+    return None
+
+
+async def _replies(crm: Crm, open_tasks: list[Task], now: datetime) -> list[Reply]:
     """Questions and reschedule requests of the last two weeks not yet answered or resolved.
 
     Answered: an SMS went to the contact after the reply.  Resolved: the task the
     SMS service opened for it (same contact, created with the message) is closed.
     """
     sms = crm.services.sms
+    use = crm.pipeline.use_case
     inbound: list[SmsMessage] = []
     for intent in (SmsIntent.QUESTION, SmsIntent.RESCHEDULE):
         query = SmsQuery(direction=SmsDirection.INBOUND.value, intent=intent.value, limit=50)
-        inbound += (await crm.pipeline.use_case(sms.list(crm.ctx, query))).items
+        inbound += (await use(sms.list(crm.ctx, query))).items
+    inbound = [m for m in inbound if now - m.created_at <= REPLY_WINDOW]
+    if not inbound:
+        return []
     outbound_query = SmsQuery(direction=SmsDirection.OUTBOUND.value, limit=200)
-    outbound = (await crm.pipeline.use_case(sms.list(crm.ctx, outbound_query))).items
+    outbound = (await use(sms.list(crm.ctx, outbound_query))).items
     last_sent: dict[str, datetime] = {}
     for message in outbound:
         if message.contact_id is not None:
             previous = last_sent.get(message.contact_id)
             if previous is None or message.created_at > previous:
                 last_sent[message.contact_id] = message.created_at
-    open_by_origin = {(t.contact_id, t.created_at): t for t in tasks}
-    waiting: list[SmsMessage] = []
+    closed: list[Task] = []
+    for status in (TaskStatus.DONE, TaskStatus.CANCELLED):
+        done = TaskQuery(status=status.value, limit=200)
+        closed += (await use(crm.services.tasks.list(crm.ctx, done))).items
+    waiting: list[tuple[SmsMessage, Task | None]] = []
     for message in inbound:
-        if now - message.created_at > REPLY_WINDOW:
-            continue
         if message.contact_id is not None:
             answered = last_sent.get(message.contact_id)
             if answered is not None and answered > message.created_at:
                 continue
-        waiting.append(message)
-    waiting.sort(key=lambda m: m.created_at, reverse=True)
+        task = _task_for(message, open_tasks)
+        if task is None and _task_for(message, closed) is not None:
+            continue  # its task was resolved
+        waiting.append((message, task))
+    waiting.sort(key=lambda pair: pair[0].created_at, reverse=True)
     waiting = waiting[:20]
-    contacts = await _contacts(crm, {m.contact_id for m in waiting if m.contact_id})
+    contacts = await _contacts(crm, {m.contact_id for m, _ in waiting if m.contact_id})
     return [
         Reply(
             message=m,
             contact=contacts.get(m.contact_id) if m.contact_id else None,
-            task=open_by_origin.get((m.contact_id, m.created_at)),
+            task=task,
         )
-        for m in waiting
+        for m, task in waiting
     ]
 
 
