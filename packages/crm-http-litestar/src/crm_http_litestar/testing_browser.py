@@ -218,17 +218,91 @@ def prepare_console_demo(database: Path) -> ConsoleScenario:
     return asyncio.run(seed_console_demo(f"sqlite+aiosqlite:///{database}"))
 
 
+#: The screenshot sizes: a laptop, and a tablet held upright.
+SCREEN_SIZES = ((1280, 800), (800, 1200))
+
+
+def demo_sign_in(driver: Any, base: str, email: str, location: str = "sydney") -> None:
+    """Sign in with the demo's one-click button for ``email`` at ``location``."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/console/sign-in")
+    driver.find_element(
+        By.CSS_SELECTOR, f'button[data-demo-user="{email}"][data-location="{location}"]'
+    ).click()
+
+
+def console_screenshots(out_dir: Path) -> list[Path]:
+    """PNGs of each console page at :data:`SCREEN_SIZES`, from a fresh demo; returns the files."""
+    import tempfile
+
+    from crm_http_litestar.testing import EMAILS
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        database = Path(tmp) / "crm.db"
+        scenario = prepare_console_demo(database)
+        with served(console_settings(database)) as base:
+            pages = [
+                ("sign-in", None, "/console/sign-in"),
+                ("today", "owner", "/console/today"),
+                ("contact", "owner", f"/console/contacts/{scenario.contact_id}"),
+                ("reports", "owner", "/console/reports"),
+                ("admin", "owner", "/console/admin"),
+                (
+                    "not-found",
+                    "reception",
+                    f"/console/contacts/{scenario.other_location_contact_id}",
+                ),
+                ("today-readonly", "auditor", "/console/today"),
+            ]
+            for width, height in SCREEN_SIZES:
+                driver = headless_chromium(width, height)
+                try:
+                    signed_in: str | None = None
+                    for name, who, path in pages:
+                        if who != signed_in and who is not None:
+                            demo_sign_in(driver, base, EMAILS[who])
+                            signed_in = who
+                        driver.get(f"{base}{path}")
+                        target = out_dir / f"{name}-{width}x{height}.png"
+                        driver.save_screenshot(str(target))
+                        written.append(target)
+                finally:
+                    driver.quit()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crm_http_litestar.testing_browser [OUT_DIR]``: write the console screenshots."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    out_dir = Path(args[0]) if args else Path("docs/screenshots")
+    for path in console_screenshots(out_dir):
+        print(path)
+    return 0
+
+
 __all__ = [
     "CHROMEDRIVER",
     "CHROMIUM",
     "CLINIC_NUMBER",
     "ChromiumMissing",
     "ConsoleScenario",
+    "SCREEN_SIZES",
     "axe_available",
     "axe_violations",
+    "console_screenshots",
     "console_settings",
+    "demo_sign_in",
     "headless_chromium",
     "prepare_console_demo",
     "seed_console_demo",
     "served",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
