@@ -369,3 +369,47 @@ async def test_signed_out_browsers_get_a_sign_in_page_not_data(world: World) -> 
 
 def _forms(html: str) -> list[str]:
     return re.findall(r'<form method="post" action="([^"]+)"', html)
+
+
+async def test_reports_page_draws_the_chart_on_the_server_and_explains_a_question(
+    world: World,
+) -> None:
+    async with console_browser(world, "owner") as browser:
+        page = await browser.get("/console/reports?metric=bookings&by=week&days=90")
+        assert page.status_code == 200
+        chart = re.search(r'<img class="chart" src="([^"]+)"', page.text)
+        assert chart is not None
+        svg = await browser.client.get(chart.group(1).replace("&amp;", "&"))
+        assert svg.status_code == 200
+        assert svg.headers["content-type"].startswith("image/svg+xml")
+        assert svg.text.lstrip().startswith("<svg")
+        asked = await browser.get("/console/reports?question=no-show+rate+by+week")
+        assert asked.status_code == 200
+        assert "Understood as: <strong>no_show_rate by week" in asked.text
+        bad = await browser.get("/console/reports?metric=revenue&by=week&days=90")
+        assert bad.status_code == 422
+        assert "Metric: choose one of the list." in bad.text
+        unknown = await browser.get("/console/reports?question=revenue+by+month")
+        assert unknown.status_code == 422
+        assert "Question:" in unknown.text
+    # Reports are read by every role, readonly included.
+    async with console_browser(world, "auditor") as browser:
+        assert (await browser.get("/console/reports")).status_code == 200
+
+
+async def test_admin_page_shows_users_ip_rules_your_address_and_a_verified_audit_log(
+    world: World,
+) -> None:
+    async with console_browser(world, "owner") as browser:
+        page = await browser.get("/console/admin")
+        assert page.status_code == 200
+        assert "Your address is <strong><code>127.0.0.1</code></strong>" in page.text
+        assert "<code>127.0.0.0/8</code>" in page.text
+        assert EMAILS["reception"] in page.text and "receptionist" in page.text
+        assert "Verified: all" in page.text
+    async with console_browser(world, "reception") as browser:
+        refused = await browser.get("/console/admin")
+        assert refused.status_code == 403
+        assert "Not allowed" in refused.text
+        today = await browser.get("/console/today")
+        assert 'href="/console/admin"' not in today.text  # no link to a page it cannot open

@@ -80,6 +80,16 @@ def test_the_accessibility_checker_is_installed() -> None:
     assert axe_available()
 
 
+def _click_and_load(driver: Any, element: Any) -> None:
+    """Click something that loads a new page, and wait until the old page is gone."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(_by().TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+
+
 def _accessible(driver: Any) -> None:
     if not _axe_runs():
         return
@@ -98,10 +108,13 @@ def _sign_in(driver: Any, base: str, who: str, location: str = "sydney") -> None
     driver.get(f"{base}/console/sign-in")
     assert driver.title.startswith("Sign in")
     _accessible(driver)
-    driver.find_element(
-        by.CSS_SELECTOR,
-        f'button[data-demo-user="{EMAILS[who]}"][data-location="{location}"]',
-    ).click()
+    _click_and_load(
+        driver,
+        driver.find_element(
+            by.CSS_SELECTOR,
+            f'button[data-demo-user="{EMAILS[who]}"][data-location="{location}"]',
+        ),
+    )
     assert urlsplit(driver.current_url).path == "/console/today"
 
 
@@ -127,7 +140,7 @@ def test_reception_confirms_a_booking_answers_a_reply_and_sees_it_in_the_timelin
     # Confirm today's pending booking.
     row = browser.find_element(by.ID, f"booking-{scenario.booking_id}")
     assert "pending" in row.text and scenario.contact_name in row.text
-    row.find_element(by.CSS_SELECTOR, 'form[action$="/confirm"] button').click()
+    _click_and_load(browser, row.find_element(by.CSS_SELECTOR, 'form[action$="/confirm"] button'))
     assert "Booking confirmed." in browser.find_element(by.CSS_SELECTOR, ".notice").text
     row = browser.find_element(by.ID, f"booking-{scenario.booking_id}")
     assert "confirmed" in row.text
@@ -140,7 +153,9 @@ def test_reception_confirms_a_booking_answers_a_reply_and_sees_it_in_the_timelin
         for li in replies.find_elements(by.CSS_SELECTOR, "li.reply")
         if scenario.reply_text in li.text
     )
-    reply.find_element(by.CSS_SELECTOR, 'form[action$="/complete"] button').click()
+    _click_and_load(
+        browser, reply.find_element(by.CSS_SELECTOR, 'form[action$="/complete"] button')
+    )
     assert "Task resolved." in browser.find_element(by.CSS_SELECTOR, ".notice").text
 
     # Answer the reply by SMS from the contact's page.
@@ -148,7 +163,7 @@ def test_reception_confirms_a_booking_answers_a_reply_and_sees_it_in_the_timelin
     _accessible(browser)
     answer = "Of course: reception will call you today to find a new time."
     browser.find_element(by.ID, "sms-body").send_keys(answer)
-    browser.find_element(by.CSS_SELECTOR, "#send-sms button[type=submit]").click()
+    _click_and_load(browser, browser.find_element(by.CSS_SELECTOR, "#send-sms button[type=submit]"))
     assert "SMS queued" in browser.find_element(by.CSS_SELECTOR, ".notice").text
     timeline = browser.find_element(by.ID, "timeline").text
     assert f"SMS out: {answer}" in timeline
@@ -168,8 +183,10 @@ def test_reception_confirms_a_booking_answers_a_reply_and_sees_it_in_the_timelin
     _accessible(browser)
     assert _offsite_requests(browser) == []
 
-    browser.find_element(by.CSS_SELECTOR, "a[href='/console/today']").click()
-    browser.find_element(by.CSS_SELECTOR, "form[action='/console/sign-out'] button").click()
+    _click_and_load(browser, browser.find_element(by.CSS_SELECTOR, "a[href='/console/today']"))
+    _click_and_load(
+        browser, browser.find_element(by.CSS_SELECTOR, "form[action='/console/sign-out'] button")
+    )
     assert urlsplit(browser.current_url).path == "/console/sign-in"
     browser.get(f"{base}/console/today")
     assert browser.find_element(by.TAG_NAME, "h1").text == "Please sign in"
@@ -219,3 +236,30 @@ def test_readonly_user_sees_no_write_buttons_and_a_forged_form_is_refused(
     browser.get(f"{base}/console/contacts/{scenario.contact_id}")
     assert browser.find_element(by.ID, "timeline").text == before  # nothing changed
     assert "cancelled" not in before
+
+
+def test_a_manager_reads_reports_asks_a_question_and_checks_the_audit_log(
+    console: tuple[str, ConsoleScenario], browser: Any
+) -> None:
+    base, _scenario = console
+    by = _by()
+    _sign_in(browser, base, "owner")
+    _click_and_load(browser, browser.find_element(by.LINK_TEXT, "Reports"))
+    chart = browser.find_element(by.CSS_SELECTOR, "img.chart")
+    # The server-drawn SVG loaded as an image under the page's CSP.
+    assert browser.execute_script("return arguments[0].naturalWidth", chart) > 100
+    _accessible(browser)
+    question = browser.find_element(by.ID, "question")
+    question.send_keys("no-show rate by week in Sydney since March")
+    _click_and_load(
+        browser, browser.find_element(by.CSS_SELECTOR, "#question ~ button[type=submit]")
+    )
+    understood = browser.find_element(by.CSS_SELECTOR, ".understood").text
+    assert understood.startswith("Understood as: no_show_rate by week")
+    _accessible(browser)
+    _click_and_load(browser, browser.find_element(by.LINK_TEXT, "Admin"))
+    main = browser.find_element(by.TAG_NAME, "main").text
+    assert "Your address is 127.0.0.1" in main
+    assert "Verified: all" in main
+    _accessible(browser)
+    assert _offsite_requests(browser) == []

@@ -21,7 +21,7 @@ from litestar.params import FromPath
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
 
-from crm_http_litestar.console import auth, reception
+from crm_http_litestar.console import auth, manager, reception
 from crm_http_litestar.console._web import (
     CONTENT_SECURITY_POLICY,
     STATIC,
@@ -65,7 +65,7 @@ def console_router() -> Router:
     """Every console route: cookie sessions, HTML refusals, security headers."""
     return Router(
         path=CONSOLE_PATH,
-        route_handlers=[*auth.ROUTES, *reception.ROUTES, static_file],
+        route_handlers=[*auth.ROUTES, *reception.ROUTES, *manager.ROUTES, static_file],
         opt={"console": True, "error_response": error_page},
         after_request=with_security_headers,
         exception_handlers={
