@@ -413,3 +413,43 @@ async def test_admin_page_shows_users_ip_rules_your_address_and_a_verified_audit
         assert "Not allowed" in refused.text
         today = await browser.get("/console/today")
         assert 'href="/console/admin"' not in today.text  # no link to a page it cannot open
+
+
+async def test_campaigns_and_automations_are_listed_for_the_roles_that_may_read_them(
+    world: World,
+) -> None:
+    headers = await world.headers("owner")
+    campaign = await world.client.post(
+        "/api/campaigns",
+        headers=headers,
+        json={"name": "Spring check-ups", "subject": "Hello", "body_html": "<p>Book</p>"},
+    )
+    assert campaign.status_code == 201, campaign.text
+    rule = await world.client.post(
+        "/api/automations",
+        headers=headers,
+        json={
+            "name": "Tag web leads",
+            "trigger": "ContactCreated",
+            "actions": [{"kind": "add_tag", "params": {"tag": "web"}}],
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    async with console_browser(world, "owner") as browser:
+        page = await browser.get("/console/campaigns")
+        assert page.status_code == 200
+        assert "Spring check-ups" in page.text and "draft" in page.text
+        page = await browser.get("/console/automations")
+        assert page.status_code == 200
+        assert "Tag web leads" in page.text and "add tag" in page.text
+        assert 'href="/console/automations"' in page.text
+    async with console_browser(world, "reception") as browser:
+        assert (await browser.get("/console/campaigns")).status_code == 200
+        refused = await browser.get("/console/automations")
+        assert refused.status_code == 403
+        assert "Tag web leads" not in refused.text
+        assert 'href="/console/automations"' not in (await browser.get("/console/today")).text
+    # Another location sees neither.
+    async with console_browser(world, "owner", "melbourne") as browser:
+        assert "Spring check-ups" not in (await browser.get("/console/campaigns")).text
+        assert "Tag web leads" not in (await browser.get("/console/automations")).text

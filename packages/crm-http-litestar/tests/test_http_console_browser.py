@@ -262,4 +262,8 @@ def test_a_manager_reads_reports_asks_a_question_and_checks_the_audit_log(
     assert "Your address is 127.0.0.1" in main
     assert "Verified: all" in main
     _accessible(browser)
+    for link in ("Campaigns", "Automations"):
+        _click_and_load(browser, browser.find_element(by.LINK_TEXT, link))
+        assert browser.find_element(by.TAG_NAME, "h1").text == link
+        _accessible(browser)
     assert _offsite_requests(browser) == []

@@ -225,11 +225,16 @@ SCREEN_SIZES = ((1280, 800), (800, 1200))
 def demo_sign_in(driver: Any, base: str, email: str, location: str = "sydney") -> None:
     """Sign in with the demo's one-click button for ``email`` at ``location``."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base}/console/sign-in")
+    old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(
         By.CSS_SELECTOR, f'button[data-demo-user="{email}"][data-location="{location}"]'
     ).click()
+    # Wait for the signed-in page, or the next navigation would race the form's.
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
 
 
 def console_screenshots(out_dir: Path) -> list[Path]:
@@ -250,6 +255,8 @@ def console_screenshots(out_dir: Path) -> list[Path]:
                 ("contact", "owner", f"/console/contacts/{scenario.contact_id}"),
                 ("reports", "owner", "/console/reports"),
                 ("admin", "owner", "/console/admin"),
+                ("campaigns", "owner", "/console/campaigns"),
+                ("automations", "owner", "/console/automations"),
                 (
                     "not-found",
                     "reception",

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from crm_domain.errors import ValidationError
 from crm_domain.metrics import check_dimensions
 from crm_domain.ports.analytics import Dimension, Metric
-from crm_domain.queries import AuditQuery
+from crm_domain.queries import AuditQuery, AutomationQuery, CampaignQuery
 from crm_domain.services import Report, ReportQuery
 from litestar import Response, get
 from litestar.params import FromQuery
@@ -184,6 +184,38 @@ async def admin_page(crm: CrmDep) -> Template:
     )
 
 
-ROUTES = [reports_page, report_chart, admin_page]
+@get(
+    "/campaigns",
+    opt={"permission": "campaigns:read", "audit_resource": "campaign"},
+    include_in_schema=False,
+)
+async def campaigns_page(crm: CrmDep) -> Template:
+    """The location's email campaigns, newest first (read only: the API changes them)."""
+    service = crm.services.campaigns
+    campaigns: tuple[Any, ...] = ()
+    if service is not None:
+        found = await crm.pipeline.use_case(service.list(crm.ctx, CampaignQuery(limit=100)))
+        campaigns = found.items
+    return await page(
+        crm, "campaigns.html", title="Campaigns", campaigns=campaigns, enabled=service is not None
+    )
+
+
+@get(
+    "/automations",
+    opt={"permission": "automations:read", "audit_resource": "automation"},
+    include_in_schema=False,
+)
+async def automations_page(crm: CrmDep) -> Template:
+    """The location's automation rules (read only: the API changes them)."""
+    service = crm.services.automations
+    rules: tuple[Any, ...] = ()
+    if service is not None:
+        found = await crm.pipeline.use_case(service.list(crm.ctx, AutomationQuery(limit=100)))
+        rules = found.items
+    return await page(crm, "automations.html", title="Automations", rules=rules)
+
+
+ROUTES = [reports_page, report_chart, admin_page, campaigns_page, automations_page]
 
 __all__ = ["ROUTES", "SPANS"]
