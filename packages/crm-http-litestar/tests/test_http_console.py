@@ -367,10 +367,6 @@ async def test_signed_out_browsers_get_a_sign_in_page_not_data(world: World) -> 
     assert page.status_code == 401
 
 
-def _forms(html: str) -> list[str]:
-    return re.findall(r'<form method="post" action="([^"]+)"', html)
-
-
 async def test_reports_page_draws_the_chart_on_the_server_and_explains_a_question(
     world: World,
 ) -> None:
@@ -453,3 +449,35 @@ async def test_campaigns_and_automations_are_listed_for_the_roles_that_may_read_
     async with console_browser(world, "owner", "melbourne") as browser:
         assert "Spring check-ups" not in (await browser.get("/console/campaigns")).text
         assert "Tag web leads" not in (await browser.get("/console/automations")).text
+
+
+async def test_cookies_are_secure_when_the_console_is_served_over_https(
+    settings: Settings, clock: FixedClock
+) -> None:
+    import httpx
+
+    configured = attrs.evolve(
+        settings, demo=True, adapter_settings={"CRM_PUBLIC_URL": "https://crm.example"}
+    )
+    async for world in open_world(configured, clock):
+        # Behind a TLS-ending proxy the socket is http: the public URL decides.
+        page = await world.client.get("/console/sign-in")
+        assert "; Secure" in page.headers["set-cookie"]
+        transport = httpx.ASGITransport(app=world.peer)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://testserver.local"
+        ) as client:
+            page = await client.get("/console/sign-in")
+            token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text)
+            assert token is not None
+            signed_in = await client.post(
+                "/console/sign-in/demo",
+                data={
+                    "email": EMAILS["reception"],
+                    "location": "sydney",
+                    "_csrf_token": token.group(1),
+                },
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            cookie = signed_in.headers["set-cookie"]
+            assert cookie.startswith(f"{CONSOLE_COOKIE}=") and "; Secure" in cookie

@@ -104,7 +104,10 @@ class CrmPlugin(InitPluginProtocol):
         app_config.request_max_body_size = settings.max_body_bytes
         # The staff console: server-rendered pages whose forms need CSRF protection.
         app_config.template_config = console_template_config()
-        app_config.csrf_config = console_csrf_config(settings.require_secret())
+        public_url = settings.adapter_settings.get("CRM_PUBLIC_URL", "").strip().lower()
+        app_config.csrf_config = console_csrf_config(
+            settings.require_secret(), secure=public_url.startswith("https://")
+        )
         # Warnings and errors from libraries; our own INFO (worker, audit) stays visible.
         # Unhandled errors are logged once, by the problem-details handler.
         app_config.logging_config = LoggingConfig(

@@ -76,12 +76,16 @@ def console_router() -> Router:
     )
 
 
-def console_csrf_config(secret: str) -> CSRFConfig:
-    """CSRF protection for the console's forms only (bearer-token API and webhooks excluded)."""
+def console_csrf_config(secret: str, *, secure: bool = False) -> CSRFConfig:
+    """CSRF protection for the console's forms only (bearer-token API and webhooks excluded).
+
+    ``secure``: the console is served over https (``CRM_PUBLIC_URL``), so the cookie is too.
+    """
     return CSRFConfig(
         secret=hashlib.sha256(b"console-csrf:" + secret.encode()).hexdigest(),
         cookie_name=CSRF_COOKIE,
         cookie_path=CONSOLE_PATH,
+        cookie_secure=secure,
         cookie_httponly=True,
         cookie_samesite="strict",
         # Everything outside /console: the API authenticates with a header a browser

@@ -47,8 +47,17 @@ def demo_buttons() -> list[dict[str, str]]:
     return buttons
 
 
+def served_over_https(request: Request[Any, Any, Any], runtime: CrmRuntime) -> bool:
+    """Whether the browser reached us over https (directly, or per ``CRM_PUBLIC_URL``).
+
+    Behind a proxy that ends TLS the socket is plain http; the public URL says better.
+    """
+    public = runtime.settings.adapter_settings.get("CRM_PUBLIC_URL", "").strip().lower()
+    return request.url.scheme == "https" or public.startswith("https://")
+
+
 def session_cookie_response(
-    request: Request[Any, Any, Any], issued: IssuedToken, to: str = HOME
+    request: Request[Any, Any, Any], runtime: CrmRuntime, issued: IssuedToken, to: str = HOME
 ) -> Response[Any]:
     """Redirect into the console with the session cookie set."""
     response: Response[Any] = Redirect(to, status_code=303)
@@ -58,7 +67,7 @@ def session_cookie_response(
         path=CONSOLE_PATH,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=served_over_https(request, runtime),
     )
     return response
 
@@ -113,7 +122,7 @@ async def demo_sign_in(crm: CrmDep, request: Request[Any, Any, Any]) -> Response
     crm.pipeline.user_id = issued.session.user_id
     crm.pipeline.tenant_id = issued.session.location_id
     crm.pipeline.detail = "console demo sign-in"
-    return session_cookie_response(request, issued)
+    return session_cookie_response(request, crm.runtime, issued)
 
 
 def _sign(runtime: CrmRuntime, message: str) -> str:
@@ -191,7 +200,7 @@ async def google_callback(crm: CrmDep, request: Request[Any, Any, Any]) -> Respo
         raise PermissionDenied(
             "you work at several locations: sign in with a location-specific link"
         )
-    return session_cookie_response(request, issued)
+    return session_cookie_response(request, crm.runtime, issued)
 
 
 @post(
@@ -210,4 +219,10 @@ async def sign_out(crm: CrmDep) -> Response[Any]:
 
 ROUTES = [console_home, sign_in_page, demo_sign_in, google_start, google_callback, sign_out]
 
-__all__ = ["GOOGLE_AUTHORIZE", "ROUTES", "demo_buttons", "session_cookie_response"]
+__all__ = [
+    "GOOGLE_AUTHORIZE",
+    "ROUTES",
+    "demo_buttons",
+    "served_over_https",
+    "session_cookie_response",
+]
