@@ -216,16 +216,9 @@ async def today(crm: CrmDep, done: FromQuery[str | None] = None) -> Template:
     )
 
 
-def _back(request: Request[Any, Any, Any], fallback: str, done: str) -> Redirect:
-    """303 back to the page the form was on (only console paths), with a fixed notice."""
-    form_next = request.query_params.get("next") or ""
-    target = (
-        form_next
-        if form_next.startswith(CONSOLE_PATH + "/") and "//" not in form_next
-        else fallback
-    )
-    target = target.split("?", 1)[0].split("#", 1)[0]
-    return Redirect(f"{target}?done={done}", status_code=303)
+def _back(done: str) -> Redirect:
+    """303 back to Today (where these buttons are), with a notice from the fixed list."""
+    return Redirect(f"{CONSOLE_PATH}/today?done={done}", status_code=303)
 
 
 def _booking_action(name: str, done: str, act: Callable[[Crm, str], Awaitable[Any]]) -> Any:
@@ -235,9 +228,9 @@ def _booking_action(name: str, done: str, act: Callable[[Crm, str], Awaitable[An
         include_in_schema=False,
         name=f"console-booking-{name}",
     )
-    async def handler(crm: CrmDep, request: Request[Any, Any, Any], id: FromPath[str]) -> Redirect:
+    async def handler(crm: CrmDep, id: FromPath[str]) -> Redirect:
         await act(crm, id)
-        return _back(request, f"{CONSOLE_PATH}/today", done)
+        return _back(done)
 
     handler.fn.__doc__ = f"Booking action from a console page: {name}."
     return handler
@@ -261,12 +254,10 @@ async def _no_show(crm: Crm, booking_id: str) -> Booking:
     opt={"permission": "tasks:update"},
     include_in_schema=False,
 )
-async def complete_task(
-    crm: CrmDep, request: Request[Any, Any, Any], id: FromPath[str]
-) -> Redirect:
+async def complete_task(crm: CrmDep, id: FromPath[str]) -> Redirect:
     """Resolve a task (a reply answered by phone, a call made)."""
     await crm.pipeline.use_case(crm.services.tasks.complete(crm.ctx, id))
-    return _back(request, f"{CONSOLE_PATH}/today", "task-done")
+    return _back("task-done")
 
 
 # ---------------------------------------------------------------------------- contact
