@@ -150,9 +150,11 @@ async def test_pages_send_a_strict_content_security_policy(world: World) -> None
             html = response.text
             assert "<script" not in html and " style=" not in html, path
             assert "https://" not in html, path  # nothing from a CDN
+        assert response.headers["cache-control"] == "no-store"  # pages hold patient data
         css = await browser.client.get("/console/static/console.css")
         assert css.status_code == 200
         assert css.headers["content-type"].startswith("text/css")
+        assert css.headers["cache-control"] == "public, max-age=3600"
         missing = await browser.client.get("/console/static/..%2F_web.py")
         assert missing.status_code == 404
 

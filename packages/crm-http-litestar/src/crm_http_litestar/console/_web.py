@@ -82,6 +82,8 @@ def environment() -> Environment:
 def with_security_headers(response: Response[Any]) -> Response[Any]:
     """Litestar ``after_request`` hook: the console's headers on every page it answers."""
     for name, value in SECURITY_HEADERS.items():
+        if name == "Cache-Control" and name in response.headers:
+            continue  # the stylesheet may be cached; pages carry patient data and may not
         response.headers[name] = value
     return response
 
