@@ -107,6 +107,7 @@ def _sign_in(driver: Any, base: str, who: str, location: str = "sydney") -> None
     by = _by()
     driver.get(f"{base}/console/sign-in")
     assert driver.title.startswith("Sign in")
+    assert driver.find_element(by.LINK_TEXT, "Sign in with Google")
     _accessible(driver)
     _click_and_load(
         driver,

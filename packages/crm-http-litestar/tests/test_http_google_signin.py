@@ -232,3 +232,43 @@ async def test_console_google_sign_in_sets_the_cookie_only_for_our_own_nonce(
             today = await browser.get("/console/today")
             assert today.status_code == 200
             assert "receptionist" in today.text
+
+
+async def test_console_google_sign_in_at_a_chosen_location_for_staff_of_several(
+    settings: Settings, clock: FixedClock, google_keys: tuple[Keys, str]
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from crm_http_litestar.testing import console_browser
+
+    keys, url = google_keys
+    async for world in await _world(settings, clock, url):
+        async with console_browser(world, None) as browser:
+
+            async def nonce_for(location: str) -> str:
+                query = f"?location={location}" if location else ""
+                start = await browser.client.get(f"/console/sign-in/google{query}")
+                return parse_qs(urlsplit(start.headers["location"]).query)["nonce"][0]
+
+            async def answer(nonce: str, state: str | None = None) -> Any:
+                return await browser.post(
+                    "/console/sign-in/google",
+                    {"id_token": id_token(keys, nonce=nonce), "state": state or nonce},
+                    csrf=False,
+                )
+
+            # The owner works at Sydney and Melbourne: without a location, no session.
+            unnamed = await answer(await nonce_for(""))
+            assert unnamed.status_code == 403
+            assert "enter the location" in unnamed.text
+            # A state whose location was changed after we signed it is not ours.
+            nonce = await nonce_for("sydney")
+            tampered = nonce.replace(".sydney.", ".melbourne.")
+            assert (await answer(tampered)).status_code == 401
+            bad = await browser.client.get("/console/sign-in/google?location=../x")
+            assert bad.status_code == 422
+            signed_in = await answer(await nonce_for("melbourne"))
+            assert signed_in.status_code == 303, signed_in.text
+            today = await browser.get("/console/today")
+            assert today.status_code == 200
+            assert "Avatar Imaging Melbourne" in today.text

@@ -128,11 +128,16 @@ def served(settings: Settings) -> Iterator[str]:
 
 
 def console_settings(database: Path) -> Settings:
-    """The demo as ``crm serve --demo`` runs it, on ``database``, sending SMS to the log."""
+    """The demo as ``crm serve --demo`` runs it, on ``database``, sending SMS to the log.
+
+    A Google client id is set so the sign-in page shows Google's button too (nothing
+    reaches Google unless it is clicked).
+    """
     return Settings(
         database_url=f"sqlite+aiosqlite:///{database}",
         secret_key=SECRET,
         demo=True,
+        google_client_id="console-test.apps.googleusercontent.com",
         run_worker=False,
         rate_limit_per_user=0,
         rate_limit_per_address=0,

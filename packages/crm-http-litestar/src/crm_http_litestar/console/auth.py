@@ -12,14 +12,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode
 
-from crm_domain.errors import NotFound, PermissionDenied
+from crm_domain.errors import NotFound, PermissionDenied, ValidationError
 from crm_domain.values import parse_email
 from litestar import Request, Response, get, post
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from crm_http_litestar.demo import DEMO_USERS
@@ -34,6 +36,7 @@ from crm_http_litestar.sessions import IssuedToken
 GOOGLE_AUTHORIZE = "https://accounts.google.com/o/oauth2/v2/auth"
 #: How long a sign-in started at Google may take to come back.
 _NONCE_TTL = 600
+_LOCATION_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
 HOME = f"{CONSOLE_PATH}/today"
 SIGN_IN = f"{CONSOLE_PATH}/sign-in"
 
@@ -131,18 +134,25 @@ def _sign(runtime: CrmRuntime, message: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def _new_nonce(runtime: CrmRuntime) -> str:
-    message = f"{int(time.time())}.{secrets.token_urlsafe(16)}"
+def _new_nonce(runtime: CrmRuntime, location: str) -> str:
+    """A signed, timestamped nonce that also carries the location asked for ("" for none)."""
+    message = f"{int(time.time())}.{secrets.token_urlsafe(16)}.{location}"
     return f"{message}.{_sign(runtime, message)}"
 
 
-def _nonce_is_ours(runtime: CrmRuntime, nonce: str) -> bool:
-    issued, _, rest = nonce.partition(".")
-    random_part, _, signature = rest.partition(".")
-    message = f"{issued}.{random_part}"
+def _nonce_location(runtime: CrmRuntime, nonce: str) -> str | None:
+    """The location code of a nonce we signed in the last few minutes; ``None`` if not ours.
+
+    ``""`` means no location was asked for.
+    """
+    message, _, signature = nonce.rpartition(".")
+    issued, _, rest = message.partition(".")
+    _random, _, location = rest.partition(".")
     if not issued.isdigit() or not hmac.compare_digest(signature, _sign(runtime, message)):
-        return False
-    return 0 <= time.time() - int(issued) <= _NONCE_TTL
+        return None
+    if not 0 <= time.time() - int(issued) <= _NONCE_TTL:
+        return None
+    return location
 
 
 def _redirect_uri(request: Request[Any, Any, Any]) -> str:
@@ -150,12 +160,20 @@ def _redirect_uri(request: Request[Any, Any, Any]) -> str:
 
 
 @get("/sign-in/google", opt={"public": True}, include_in_schema=False)
-async def google_start(crm: CrmDep, request: Request[Any, Any, Any]) -> Redirect:
-    """Send the browser to Google; it comes back with an ID token posted to us."""
+async def google_start(
+    crm: CrmDep, request: Request[Any, Any, Any], location: FromQuery[str] = ""
+) -> Redirect:
+    """Send the browser to Google; it comes back with an ID token posted to us.
+
+    ``location``: the location code to work at, for staff of several locations.
+    """
     runtime = crm.runtime
     if not runtime.google.configured:
         raise NotFound("Google sign-in is not enabled on this server")
-    nonce = _new_nonce(runtime)
+    code = location.strip().lower()
+    if code and not _LOCATION_CODE.fullmatch(code):
+        raise ValidationError("location", "a location code is letters, digits and dashes")
+    nonce = _new_nonce(runtime, code)
     query = urlencode(
         {
             "client_id": runtime.settings.google_client_id,
@@ -188,17 +206,18 @@ async def google_callback(crm: CrmDep, request: Request[Any, Any, Any]) -> Respo
     form = await request.form()
     id_token = str(form.get("id_token") or "")
     state = str(form.get("state") or "")
-    if not id_token or not _nonce_is_ours(crm.runtime, state):
+    code = _nonce_location(crm.runtime, state) if id_token else None
+    if code is None:
         crm.pipeline.detail = "console google sign-in without a valid state"
         raise Unauthenticated("the Google sign-in could not be verified")
     issued, _location = await open_google_session(
-        crm.runtime, crm.pipeline, id_token, None, nonce=state
+        crm.runtime, crm.pipeline, id_token, code or None, nonce=state
     )
     if issued.session.location_id is None:
-        # A member of several locations: the console works at one; the first is chosen.
+        # A member of several locations who named none: the console works at one.
         await crm.runtime.sessions.revoke(issued.session.id)
         raise PermissionDenied(
-            "you work at several locations: sign in with a location-specific link"
+            "you work at several locations: enter the location on the sign-in page"
         )
     return session_cookie_response(request, crm.runtime, issued)
 
