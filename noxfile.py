@@ -121,6 +121,19 @@ def ai_eval(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def screenshots(session: nox.Session) -> None:
+    """PNGs of every staff console page at 1280x800 and 800x1200 in docs/screenshots/.
+
+    Headless Chromium (Debian's chromium and chromium-driver) over the served demo;
+    not part of the test suite.
+    """
+    sync(session, "--all-packages", "--all-extras")
+    session.run(
+        "python", "-m", "crm_http_litestar.testing_browser", "docs/screenshots", *session.posargs
+    )
+
+
+@nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Benchmarks (figures for BENCHMARKS.md); not part of the test suite."""
     sync(session, "--all-packages", "--all-extras")

@@ -13,11 +13,6 @@ Chromium the test FAILS — never skips — so CI cannot pass without it
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,25 +20,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 
-from crm_http_litestar import CrmConfig, Settings, create_app
+from crm_http_litestar import Settings
 from crm_http_litestar.docs_ui import assets_path, assets_version
 from crm_http_litestar.testing import SECRET, World
+from crm_http_litestar.testing_browser import ChromiumMissing, headless_chromium, served
 
-CHROMIUM = os.environ.get("CRM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = (
-    os.environ.get("CRM_TEST_CHROMEDRIVER")
-    or shutil.which("chromedriver")
-    or "/usr/bin/chromedriver"
-)
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -54,60 +37,16 @@ def server(tmp_path: Path) -> Iterator[str]:
         secret_key=SECRET,
         run_worker=False,
     )
-    app = create_app(CrmConfig(settings=settings, migrate_on_startup=True))
-    port = _free_port()
-    served = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=served.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not served.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        served.should_exit = True
-        thread.join(timeout=20)
+    with served(settings) as base:
+        yield base
 
 
 def _chromium() -> Any:
     """Headless Chromium whose network reaches loopback only; fails if it is not installed."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    if missing:
-        pytest.fail(
-            f"headless Chromium is needed for the docs page test, not found: {', '.join(missing)}"
-            " — `apt-get install -y chromium chromium-driver` (.ci/run does it)"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        # Loopback only: names resolve nowhere, and anything not on loopback (Chromium
-        # never proxies loopback) goes to a proxy where nothing listens.
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        "--proxy-server=http://127.0.0.1:9",
-        # Nothing of Chromium's own talking to the internet either.
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-default-apps",
-        "--disable-sync",
-        "--disable-domain-reliability",
-        "--disable-client-side-phishing-detection",
-        "--no-first-run",
-        "--no-pings",
-    ):
-        options.add_argument(flag)
-    # The performance log carries every request the page makes (DevTools Network events).
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        return headless_chromium()
+    except ChromiumMissing as exc:
+        pytest.fail(f"the docs page test needs it: {exc}")
 
 
 def _requested_urls(driver: Any) -> list[str]:

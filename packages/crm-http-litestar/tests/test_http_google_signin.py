@@ -178,3 +178,97 @@ async def test_without_location_a_single_membership_is_chosen(
         )
         assert response.status_code == 200, response.text
         assert response.json()["location"] == "melbourne"
+
+
+async def test_console_google_sign_in_sets_the_cookie_only_for_our_own_nonce(
+    settings: Settings, clock: FixedClock, google_keys: tuple[Keys, str]
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from crm_http_litestar.testing import console_browser
+
+    keys, url = google_keys
+    email = "reception.sydney@avatar-imaging.example"
+    async for world in await _world(settings, clock, url):
+        async with console_browser(world, None) as browser:
+            page = await browser.get("/console/sign-in")
+            assert 'href="/console/sign-in/google"' in page.text
+            start = await browser.client.get("/console/sign-in/google", follow_redirects=False)
+            assert start.status_code == 303
+            target = urlsplit(start.headers["location"])
+            params = parse_qs(target.query)
+            assert (target.scheme, target.netloc) == ("https", "accounts.google.com")
+            assert params["client_id"] == [CLIENT_ID]
+            assert params["response_type"] == ["id_token"]
+            assert params["response_mode"] == ["form_post"]
+            assert params["redirect_uri"] == ["http://testserver.local/console/sign-in/google"]
+            nonce = params["nonce"][0]
+            assert params["state"] == [nonce]
+            callback = "/console/sign-in/google"
+            # Google posts cross-site (no CSRF token); a state we did not sign is refused.
+            forged = await browser.post(
+                callback,
+                {"id_token": id_token(keys, email=email, nonce="n"), "state": "n"},
+                csrf=False,
+            )
+            assert forged.status_code == 401
+            # Our state, but a token minted for another sign-in (its nonce differs).
+            replayed = await browser.post(
+                callback,
+                {"id_token": id_token(keys, email=email, nonce="other"), "state": nonce},
+                csrf=False,
+            )
+            assert replayed.status_code == 401
+            assert "crm_console=" not in replayed.headers.get("set-cookie", "")
+            signed_in = await browser.post(
+                callback,
+                {"id_token": id_token(keys, email=email, nonce=nonce), "state": nonce},
+                csrf=False,
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            assert signed_in.headers["location"] == "/console/today"
+            cookie = signed_in.headers["set-cookie"]
+            assert cookie.startswith("crm_console=") and "HttpOnly" in cookie
+            today = await browser.get("/console/today")
+            assert today.status_code == 200
+            assert "receptionist" in today.text
+
+
+async def test_console_google_sign_in_at_a_chosen_location_for_staff_of_several(
+    settings: Settings, clock: FixedClock, google_keys: tuple[Keys, str]
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from crm_http_litestar.testing import console_browser
+
+    keys, url = google_keys
+    async for world in await _world(settings, clock, url):
+        async with console_browser(world, None) as browser:
+
+            async def nonce_for(location: str) -> str:
+                query = f"?location={location}" if location else ""
+                start = await browser.client.get(f"/console/sign-in/google{query}")
+                return parse_qs(urlsplit(start.headers["location"]).query)["nonce"][0]
+
+            async def answer(nonce: str, state: str | None = None) -> Any:
+                return await browser.post(
+                    "/console/sign-in/google",
+                    {"id_token": id_token(keys, nonce=nonce), "state": state or nonce},
+                    csrf=False,
+                )
+
+            # The owner works at Sydney and Melbourne: without a location, no session.
+            unnamed = await answer(await nonce_for(""))
+            assert unnamed.status_code == 403
+            assert "enter the location" in unnamed.text
+            # A state whose location was changed after we signed it is not ours.
+            nonce = await nonce_for("sydney")
+            tampered = nonce.replace(".sydney.", ".melbourne.")
+            assert (await answer(tampered)).status_code == 401
+            bad = await browser.client.get("/console/sign-in/google?location=../x")
+            assert bad.status_code == 422
+            signed_in = await answer(await nonce_for("melbourne"))
+            assert signed_in.status_code == 303, signed_in.text
+            today = await browser.get("/console/today")
+            assert today.status_code == 200
+            assert "Avatar Imaging Melbourne" in today.text

@@ -601,6 +601,7 @@ async def announce_demo(runtime: CrmRuntime, base_url: str) -> str:
         f"Avatar Imaging CRM demo ({f'seeded {made} records' if made else 'data present'})",
         f"  API:   {base_url}/api",
         f"  Docs:  {base_url}/schema",
+        f"  Staff console: {base_url}/console (one-click sign-in as each demo user)",
         "  Try:",
         f"    curl -H 'Authorization: Bearer {issued.token}' '{base_url}/api/contacts?limit=5'",
         # `crm` lives in the project's virtual environment, not on PATH: print the command

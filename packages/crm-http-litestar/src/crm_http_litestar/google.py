@@ -37,6 +37,8 @@ class GoogleIdentity:
     email: str
     hosted_domain: str | None
     name: str | None
+    #: The ``nonce`` claim, when the sign-in request sent one (the console's redirect flow).
+    nonce: str | None = None
 
 
 class GoogleIdTokenVerifier:
@@ -106,7 +108,9 @@ class GoogleIdTokenVerifier:
         ):
             raise InvalidGoogleToken("the account is not in an allowed Google Workspace domain")
         name = claims.get("name")
+        nonce = claims.get("nonce")
         return GoogleIdentity(
+            nonce=nonce if isinstance(nonce, str) else None,
             subject=str(claims["sub"]),
             email=email,
             hosted_domain=hd if isinstance(hd, str) else None,

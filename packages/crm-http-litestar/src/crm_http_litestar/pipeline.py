@@ -21,14 +21,23 @@ Routes declare themselves in ``opt``: ``permission="contacts:read"``,
 ``authenticated=True`` (pipeline but no permission, e.g. logout) or
 ``public=True`` (health, the OpenAPI pages, Google sign-in).  A route with none
 of them is refused by the guard, and the app refuses to start if any route
-under ``/api`` lacks a permission (:func:`check_route_permissions`).
+under ``/api`` lacks a permission, or any route under ``/console`` lacks a
+permission or an explicit ``public``/``authenticated``
+(:func:`check_route_permissions`).
+
+Console routes (``opt["console"]``) take the session token from the
+:data:`CONSOLE_COOKIE` cookie instead of the ``Authorization`` header, accept
+HTML form bodies, and render refusals with ``opt["error_response"]`` (an HTML
+page, or a redirect to the sign-in page) instead of problem details; every
+other step is the same.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
@@ -42,6 +51,7 @@ from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
+from litestar.response import Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_http_litestar.client_ip import resolve_client_ip
@@ -53,6 +63,12 @@ if TYPE_CHECKING:
     from crm_http_litestar.runtime import CrmRuntime
 
 STATE_KEY = "crm"
+#: The staff console's session cookie (the same signed session token the API takes).
+CONSOLE_COOKIE = "crm_console"
+#: Where the console lives; routes under it must declare a permission or ``public``.
+CONSOLE_PATH = "/console"
+#: Renders a refusal for a route family: ``(exception, request id) -> response``.
+ErrorResponse = Callable[[BaseException, str], Response[Any]]
 T = TypeVar("T")
 
 _METHOD_ACTION = {
@@ -64,10 +80,12 @@ _METHOD_ACTION = {
     "DELETE": AuditAction.DELETE,
 }
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: What an HTML form of the console posts (no file uploads).
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded"})
 
 
 class RouteWithoutPermission(RuntimeError):
-    """A route under ``/api`` declares no permission: the app must not start."""
+    """A route under ``/api`` or ``/console`` declares no permission: the app must not start."""
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -133,6 +151,24 @@ def _header(scope: Scope, name: bytes) -> str | None:
 def _opt(scope: Scope) -> dict[str, Any]:
     handler = scope.get("route_handler")
     return handler.opt if handler is not None else {}
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    raw = _header(scope, b"cookie")
+    if not raw:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return None if morsel is None or not morsel.value else morsel.value
+
+
+def _error_response(opt: dict[str, Any]) -> ErrorResponse:
+    render = opt.get("error_response")
+    return cast("ErrorResponse", render) if callable(render) else problem_response
 
 
 def _should_audit(opt: dict[str, Any]) -> bool:
@@ -208,7 +244,7 @@ class RequestGate:
             # refusal passes through the audit above instead of Litestar's outer handler.
             if started:
                 raise
-            response = problem_response(exc, state.request_id)
+            response = _error_response(opt)(exc, state.request_id)
             await response.to_asgi_response(app=None, request=Request(scope))(
                 scope, receive, audited_send
             )
@@ -280,11 +316,18 @@ class Authenticate:
         except RateLimited:
             state.detail = "rate limited: address"
             raise
-        token = bearer_token(_header(scope, b"authorization"))
+        console = bool(opt.get("console"))
+        if console:
+            # The console's pages: the browser holds the token in an HttpOnly cookie.
+            token = _cookie(scope, CONSOLE_COOKIE)
+        else:
+            token = bearer_token(_header(scope, b"authorization"))
         if token is None:
-            state.detail = "no bearer token"
+            state.detail = "no console session cookie" if console else "no bearer token"
             await _spend_address(limits, state)
-            raise Unauthenticated("sign in first: send Authorization: Bearer <token>")
+            raise Unauthenticated(
+                "sign in first" if console else "sign in first: send Authorization: Bearer <token>"
+            )
         try:
             claims, _session = await runtime.sessions.authenticate(token)
         except InvalidToken as exc:
@@ -327,7 +370,11 @@ class Authenticate:
 
         if state.method in _BODY_METHODS and _has_body(scope):
             content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-            if content_type != "application/json" and not content_type.endswith("+json"):
+            if console:
+                if content_type not in _FORM_TYPES:
+                    state.detail = f"content type {content_type or 'missing'}"
+                    raise UnsupportedMediaType("send the form as application/x-www-form-urlencoded")
+            elif content_type != "application/json" and not content_type.endswith("+json"):
                 state.detail = f"content type {content_type or 'missing'}"
                 raise UnsupportedMediaType("send the body as application/json")
 
@@ -407,8 +454,12 @@ async def rbac_guard(
 def check_route_permissions(app: Litestar) -> None:
     """Refuse to start when a route under ``/api`` declares no permission.
 
-    Every other route must be explicitly ``public`` or ``authenticated``, or
-    declare a permission; a route that forgets is closed by the guard anyway.
+    A route under ``/console`` must declare a permission or say explicitly that
+    it is ``public`` (sign-in, static files) or ``authenticated`` (sign-out) —
+    and be a console route (``opt["console"]``), so it reads the console's
+    cookie and renders HTML refusals.  Every other route must be explicitly
+    ``public`` or ``authenticated``, or declare a permission; a route that
+    forgets is closed by the guard anyway.
     """
     missing: list[str] = []
     for route in app.routes:
@@ -425,14 +476,29 @@ def check_route_permissions(app: Litestar) -> None:
                 missing.append(
                     f"{'/'.join(sorted(getattr(handler, 'http_methods', ())))} {route.path}"
                 )
+            if _is_console(route.path) and not (
+                (isinstance(declared, str) and ":" in declared)
+                or opt.get("public") is True
+                or opt.get("authenticated") is True
+            ):
+                missing.append(
+                    f"{'/'.join(sorted(getattr(handler, 'http_methods', ())))} {route.path}"
+                    " (console routes declare a permission, or public/authenticated)"
+                )
+            elif _is_console(route.path) and not opt.get("console"):
+                missing.append(f"{route.path} (console routes declare opt={{'console': True}})")
             if route.path.startswith("/webhooks") and not opt.get("webhook"):
                 # Outside the staff pipeline: each webhook must name its own check.
                 missing.append(f"{route.path} (webhooks declare opt={{'webhook': 'check'}})")
     if missing:
         raise RouteWithoutPermission(
-            "routes under /api must declare opt={'permission': 'resource:action'}: "
+            "routes under /api and /console must declare opt={'permission': 'resource:action'}: "
             + ", ".join(sorted(missing))
         )
+
+
+def _is_console(path: str) -> bool:
+    return path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/")
 
 
 def _handlers(route: Any) -> Iterable[BaseRouteHandler]:
@@ -444,8 +510,11 @@ def _handlers(route: Any) -> Iterable[BaseRouteHandler]:
 
 
 __all__ = [
+    "CONSOLE_COOKIE",
+    "CONSOLE_PATH",
     "STATE_KEY",
     "Authenticate",
+    "ErrorResponse",
     "RequestGate",
     "RequestState",
     "RouteWithoutPermission",

@@ -66,6 +66,11 @@ class CrmPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Install the CRM into the app being built."""
+        from crm_http_litestar.console import (
+            console_csrf_config,
+            console_router,
+            console_template_config,
+        )
         from crm_http_litestar.routes import all_routes
         from crm_http_litestar.routes._deps import provide_crm
 
@@ -75,7 +80,7 @@ class CrmPlugin(InitPluginProtocol):
         app_config.route_handlers.append(
             Router(
                 path="/",
-                route_handlers=[*all_routes(), *self.config.extra_routes],
+                route_handlers=[*all_routes(), console_router(), *self.config.extra_routes],
                 request_max_body_size=settings.max_body_bytes,
             )
         )
@@ -97,6 +102,12 @@ class CrmPlugin(InitPluginProtocol):
             "crm": Provide(provide_crm, sync_to_thread=False),
         }
         app_config.request_max_body_size = settings.max_body_bytes
+        # The staff console: server-rendered pages whose forms need CSRF protection.
+        app_config.template_config = console_template_config()
+        public_url = settings.adapter_settings.get("CRM_PUBLIC_URL", "").strip().lower()
+        app_config.csrf_config = console_csrf_config(
+            settings.require_secret(), secure=public_url.startswith("https://")
+        )
         # Warnings and errors from libraries; our own INFO (worker, audit) stays visible.
         # Unhandled errors are logged once, by the problem-details handler.
         app_config.logging_config = LoggingConfig(

@@ -196,9 +196,16 @@ def problem_response(exc: BaseException, request_id: str | None = None) -> Respo
     return Response(body, status_code=body.status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+def _handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     state = request.scope.get("state", {}).get("crm")
-    return problem_response(exc, getattr(state, "request_id", None))
+    request_id = getattr(state, "request_id", None)
+    path = request.scope.get("path", "")
+    if path == "/console" or path.startswith("/console/"):
+        # No console route matched (an unknown page): a browser gets the console's HTML page.
+        from crm_http_litestar.console._web import error_page
+
+        return error_page(exc, request_id)
+    return problem_response(exc, request_id)
 
 
 def exception_handlers() -> ExceptionHandlersMap:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import re
 import secrets
 import socket
 import subprocess
@@ -18,9 +19,10 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
+import httpx
 from crm_domain.clock import FixedClock, UlidFactory
 from crm_domain.errors import Unavailable
 from crm_domain.plugins import load_gateway
@@ -92,6 +94,57 @@ class World:
         tenant = None if location is None else self.locations[location]
         async with self.gateway.unit_of_work(tenant) as uow:
             return list(await uow.audit.chain(0, 100_000))
+
+
+#: The hidden form field carrying the console's CSRF token.
+_CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
+
+
+@attrs.define
+class ConsoleBrowser:
+    """A client acting as a browser in the staff console: its own cookie jar and CSRF token."""
+
+    client: httpx.AsyncClient
+    csrf: str = ""
+
+    async def get(self, path: str) -> Any:
+        """GET a console page; remembers the CSRF token of its forms."""
+        response = await self.client.get(path)
+        found = _CSRF_FIELD.search(response.text)
+        if found:
+            self.csrf = found.group(1)
+        elif not self.csrf:
+            # A page without forms: the token is the cookie's value (double submit).
+            self.csrf = self.client.cookies.get("crm_console_csrf") or ""
+        return response
+
+    async def post(self, path: str, data: dict[str, str], *, csrf: bool = True) -> Any:
+        """POST a form as the page would (with the CSRF token unless ``csrf=False``)."""
+        form = {**data, "_csrf_token": self.csrf} if csrf else dict(data)
+        return await self.client.post(path, data=form, follow_redirects=False)
+
+
+@contextlib.asynccontextmanager
+async def console_browser(
+    world: World, who: str | None, location: str = "sydney"
+) -> AsyncIterator[ConsoleBrowser]:
+    """A console browser signed in as a demo user (``None``: signed out) with a session cookie.
+
+    The cookie holds a session token opened the way sign-in opens one; the first
+    page visited sets the CSRF cookie, as in a browser.
+    """
+    from crm_http_litestar.pipeline import CONSOLE_COOKIE, CONSOLE_PATH
+
+    # A plain ASGI client: a second Litestar test client would run the app's lifespan
+    # again, and its shutdown would close the world's runtime.
+    transport = httpx.ASGITransport(app=cast("Any", world.peer))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
+        if who is not None:
+            token = await world.token(who, location)
+            client.cookies.set(CONSOLE_COOKIE, token, domain="testserver.local", path=CONSOLE_PATH)
+        browser = ConsoleBrowser(client)
+        await browser.get(f"{CONSOLE_PATH}/sign-in")
+        yield browser
 
 
 async def open_world(
@@ -262,9 +315,11 @@ __all__ = [
     "EMAILS",
     "REDIS_URL",
     "SECRET",
+    "ConsoleBrowser",
     "Peer",
     "World",
     "cli_env",
+    "console_browser",
     "free_port",
     "fresh_redis_namespace",
     "one_line_error",

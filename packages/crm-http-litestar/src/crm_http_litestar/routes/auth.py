@@ -14,11 +14,13 @@ from litestar import Router, get, post
 from litestar.params import JSONBody
 
 from crm_http_litestar.google import InvalidGoogleToken
+from crm_http_litestar.pipeline import RequestState
 from crm_http_litestar.problems import Unauthenticated
 from crm_http_litestar.routes._deps import CrmDep
 from crm_http_litestar.routes._docs import AUTH_ERRORS, PublicOperation, responses
 from crm_http_litestar.routes._query import strict_query
 from crm_http_litestar.runtime import CrmRuntime
+from crm_http_litestar.sessions import IssuedToken
 
 #: The ``token_type`` of issued tokens (RFC 6750).
 BEARER = "Bearer"
@@ -65,17 +67,43 @@ class Me(msgspec.Struct):
 )
 async def google_sign_in(crm: CrmDep, data: JSONBody[GoogleSignIn]) -> SessionToken:
     """Sign in with Google."""
-    pipeline = crm.pipeline
-    runtime = crm.runtime
+    issued, location = await open_google_session(
+        crm.runtime, crm.pipeline, data.id_token, data.location
+    )
+    return SessionToken(
+        token=issued.token,
+        token_type=BEARER,
+        expires_at=issued.session.expires_at,
+        location=location.code if location else None,
+        user_id=issued.session.user_id,
+    )
+
+
+async def open_google_session(
+    runtime: CrmRuntime,
+    pipeline: RequestState,
+    id_token: str,
+    location_code: str | None,
+    *,
+    nonce: str | None = None,
+) -> tuple[IssuedToken, Location | None]:
+    """Verify a Google ID token and open a session for its staff account (API and console).
+
+    ``nonce``: the token must carry this ``nonce`` claim (the console's redirect
+    flow sends one to Google and expects it back).
+    """
     if not runtime.google.configured:
         # Off by configuration, not down: a 503 would invite retries that never succeed.
         pipeline.detail = "Google sign-in is not configured"
         raise NotFound("Google sign-in is not enabled on this server")
     try:
-        identity = await runtime.google.verify(data.id_token)
+        identity = await runtime.google.verify(id_token)
     except InvalidGoogleToken as exc:
         pipeline.detail = f"google token refused: {exc}"
         raise Unauthenticated("the Google sign-in could not be verified") from None
+    if nonce is not None and identity.nonce != nonce:
+        pipeline.detail = "google token refused: nonce does not match"
+        raise Unauthenticated("the Google sign-in could not be verified")
     try:
         email = parse_email(identity.email)
     except ValidationError:
@@ -94,7 +122,7 @@ async def google_sign_in(crm: CrmDep, data: JSONBody[GoogleSignIn]) -> SessionTo
     if user.google_sub is not None and user.google_sub != identity.subject:
         pipeline.detail = "google subject differs from the bound one"
         raise Unauthenticated("this Google account does not match the CRM account")
-    location = await _choose_location(runtime, user.id, data.location)
+    location = await choose_location(runtime, user.id, location_code)
     async with runtime.gateway.unit_of_work(None) as uow:
         # First sign-in binds the Google subject: a later account with the same
         # email (recycled address) cannot take the CRM account over.
@@ -104,16 +132,11 @@ async def google_sign_in(crm: CrmDep, data: JSONBody[GoogleSignIn]) -> SessionTo
         await uow.commit()
     pipeline.tenant_id = location.id if location else None
     issued = await runtime.sessions.open(user.id, location.id if location else None)
-    return SessionToken(
-        token=issued.token,
-        token_type=BEARER,
-        expires_at=issued.session.expires_at,
-        location=location.code if location else None,
-        user_id=user.id,
-    )
+    return issued, location
 
 
-async def _choose_location(runtime: CrmRuntime, user_id: str, code: str | None) -> Location | None:
+async def choose_location(runtime: CrmRuntime, user_id: str, code: str | None) -> Location | None:
+    """The location a sign-in works at: the one named, else the only one the user is a member of."""
     async with runtime.gateway.unit_of_work(None) as uow:
         if code is not None:
             try:
