@@ -25,7 +25,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect
 
 from crm_http_litestar.routes._deps import CrmDep
-from crm_http_litestar.routes._docs import responses
+from crm_http_litestar.routes._docs import PublicOperation, responses
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -47,6 +47,7 @@ def _page(title: str, body: str) -> Response[str]:
     summary="Unsubscribe page (confirms; changes nothing)",
     description="Public. A page with a button that POSTs to the same URL; 404 for a bad link.",
     responses=responses(404, 429),
+    operation_class=PublicOperation,
     include_in_schema=True,
 )
 async def unsubscribe_page(crm: CrmDep, token: FromPath[str]) -> Response[str]:
@@ -67,6 +68,7 @@ async def unsubscribe_page(crm: CrmDep, token: FromPath[str]) -> Response[str]:
     summary="Unsubscribe (one click, RFC 8058)",
     description="Public. Withdraws the recipient's email consent; repeating it is harmless.",
     responses=responses(404, 429),
+    operation_class=PublicOperation,
     status_code=200,
 )
 async def unsubscribe(crm: CrmDep, token: FromPath[str]) -> Response[str]:
@@ -99,6 +101,8 @@ def _system(crm: CrmDep, tenant_id: str) -> Context:
     summary="Open pixel of a campaign email",
     description="Public. Always the same 1×1 GIF; a genuine token counts the first open.",
     responses=responses(429),
+    media_type="image/gif",
+    operation_class=PublicOperation,
     include_in_schema=True,
 )
 async def open_pixel(crm: CrmDep, token: FromPath[str]) -> Response[bytes]:
@@ -125,6 +129,7 @@ async def open_pixel(crm: CrmDep, token: FromPath[str]) -> Response[bytes]:
     description="Public. Redirects (302) to the campaign's own link; 404 for a bad link.",
     responses=responses(404, 429),
     status_code=302,
+    operation_class=PublicOperation,
     include_in_schema=True,
 )
 async def click(crm: CrmDep, token: FromPath[str]) -> Redirect:
