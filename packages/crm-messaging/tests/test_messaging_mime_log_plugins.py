@@ -11,6 +11,8 @@ import pytest
 from crm_domain.errors import ValidationError
 from crm_domain.plugins import AdapterNotInstalled, load_mailer, load_sms_sender
 from crm_domain.ports.messaging import Mailer, OutgoingEmail, OutgoingSms, SmsSender
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_messaging import (
     ClickSendSender,
@@ -53,6 +55,28 @@ def test_the_wire_form_is_crlf_7bit_and_parses_back() -> None:
     assert html.get_content().strip() == "<p>Привет — café</p>"
     assert text["Content-Transfer-Encoding"] in {"base64", "quoted-printable", "8bit"}
     assert str(back["Message-ID"]).endswith("@avatar.example>")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")),
+        max_size=300,
+    )
+)
+def test_any_one_line_subject_arrives_exactly_as_sent(subject: str) -> None:
+    subject = " ".join(subject.split())  # the domain's header_safe gives one spaced line
+    raw = build_message(email(subject=subject), default_from=None).as_bytes(policy=POLICY)
+    assert all(byte < 128 for byte in raw)
+    back = message_from_bytes(raw, policy=policy.default)
+    assert str(back["Subject"]) == subject
+
+
+def test_a_non_ascii_subject_keeps_the_space_between_words() -> None:
+    # Folded at 78, Python 3.11 sent "¡ ¡" at the end of a long subject as "¡¡".
+    subject = "Hello <script>alert(1)</script>{{ 7*7 }}{% for x in y %}{% endfor %}¡ ¡"
+    raw = build_message(email(subject=subject), default_from=None).as_bytes(policy=POLICY)
+    assert str(message_from_bytes(raw, policy=policy.default)["Subject"]) == subject
 
 
 @pytest.mark.parametrize(

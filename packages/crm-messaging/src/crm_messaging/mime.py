@@ -37,10 +37,15 @@ RESERVED_HEADERS = frozenset(
         "content-transfer-encoding",
     }
 )
-#: ``email.policy.SMTP`` (CRLF line endings, lines folded at 78, as on the wire) with
-#: 7-bit output: non-ASCII bodies go quoted-printable or base64 rather than raw 8-bit,
-#: so a relay without 8BITMIME (or Gmail's raw import) gets exactly these bytes.
-POLICY = email.policy.SMTP.clone(cte_type="7bit")
+#: ``email.policy.SMTP`` (CRLF line endings, as on the wire) with 7-bit output:
+#: non-ASCII bodies go quoted-printable or base64 rather than raw 8-bit, so a relay
+#: without 8BITMIME (or Gmail's raw import) gets exactly these bytes.  Header lines
+#: are folded at RFC 5322's hard limit (998), not its advisory 78: folding a
+#: non-ASCII subject at 78 makes Python 3.11's encoder split it into encoded words
+#: and lose the space between two of them ("¡ ¡" arrives as "¡¡"; found by the
+#: hostile-names property test).  Bodies are unaffected: quoted-printable and
+#: base64 keep their own 76-character lines.
+POLICY = email.policy.SMTP.clone(cte_type="7bit", max_line_length=998)
 
 
 def parse_address(value: str, field: str) -> Address:

@@ -24,7 +24,7 @@ from crm_domain.ports.messaging import OutgoingEmail, SendResult
 
 from crm_messaging import _config
 from crm_messaging.errors import MessagingConfigurationError
-from crm_messaging.mime import build_message
+from crm_messaging.mime import POLICY, build_message
 
 log = logging.getLogger("crm_messaging")
 
@@ -177,8 +177,10 @@ class SmtpMailer:
         async with self._lock:
             smtp = await self._connection()
             try:
-                errors, reply = await smtp.send_message(
-                    mime, sender=envelope_from, recipients=[recipient]
+                # The bytes of our own policy: aiosmtplib's send_message would flatten
+                # again with email.policy.SMTP (headers folded at 78; see mime.POLICY).
+                errors, reply = await smtp.sendmail(
+                    envelope_from, [recipient], mime.as_bytes(policy=POLICY)
                 )
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refused = "; ".join(f"{e.code} {e.message}" for e in exc.recipients)
