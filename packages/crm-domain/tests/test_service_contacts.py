@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 from crm_domain.audit import DirectAuditRecorder
+from crm_domain.bootstrap import bootstrap
+from crm_domain.context import Context
 from crm_domain.entities import AuditEntry, AuditOutcome, Role, TaskPriority, TouchpointKind
 from crm_domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationError
+from crm_domain.memory import RuleOfThumbAI
 from crm_domain.policies import Authorizer, StaticGrants
 from crm_domain.ports.ai import (
     CampaignBrief,
@@ -482,3 +485,47 @@ async def test_ai_enriches_only_with_phi_allowed_and_failure_is_harmless(world: 
     assert contact.source.value == "referral"
     assert contact.service_interest == "ct"
     assert contact.warmness == 0  # scoring was down: the default stands
+
+
+class _ConsentWithdrawnMeanwhile(RuleOfThumbAI):
+    """A provider during whose (slow) scoring the patient texts STOP: the race to lose."""
+
+    def __init__(self, world: Any) -> None:
+        super().__init__()
+        self.world = world
+        self.contact_id = ""
+
+    async def analyze_warmness(self, profile: Any, now: Any) -> Any:
+        if self.contact_id:
+            contact_id, self.contact_id = self.contact_id, ""
+            await self.world.services.contacts.update(
+                self.world.ctx(), UpdateContact(contact_id=contact_id, sms_opt_in=False)
+            )
+        return await super().analyze_warmness(profile, now)
+
+
+async def test_a_consent_withdrawn_while_warmness_is_computed_is_not_written_back(
+    world: Any,
+) -> None:
+    ai = _ConsentWithdrawnMeanwhile(world)
+    world.services = bootstrap(world.gateway, clock=world.clock, ids=world.ids, ai=ai)
+    contacts = world.services.contacts
+    created = await contacts.create(
+        world.ctx(), CreateContact(first_name="Ada", phone="0412 345 678", sms_opt_in=True)
+    )
+    ai.contact_id = created.id
+    # Engagement since the last score, so the new score differs and is written.
+    for kind in ("form_submit", "ad_click"):
+        await contacts.add_touchpoint(
+            world.ctx(), AddTouchpoint(contact_id=created.id, kind=kind, channel="web")
+        )
+    with pytest.raises(Conflict):
+        await contacts.rescore_warmness(Context.system(world.sydney.id), created.id, event_id="e1")
+    assert (await contacts.get(world.ctx(), created.id)).sms_opt_in is False
+    # The outbox's retry scores the fresh contact (the receipt was rolled back too).
+    rescored = await contacts.rescore_warmness(
+        Context.system(world.sydney.id), created.id, event_id="e1"
+    )
+    assert rescored.sms_opt_in is False and rescored.warmness != created.warmness
+    stored = await contacts.get(world.ctx(), created.id)
+    assert (stored.sms_opt_in, stored.warmness) == (False, rescored.warmness)

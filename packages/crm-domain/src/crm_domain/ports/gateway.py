@@ -188,6 +188,15 @@ class ContactRepository(Repository[Contact, ContactQuery], Protocol):
         """Insert many contacts at once (bulk import); all or nothing."""
         ...
 
+    async def replace_if_unchanged(self, expected: Contact, new: Contact) -> bool:
+        """Store ``new`` only if the stored contact still equals ``expected``.
+
+        For a change computed outside the write (warmness from a model): one
+        made meanwhile — a consent withdrawn by STOP — is never overwritten.
+        ``False`` (nothing changed) when the contact changed since it was read.
+        """
+        ...
+
 
 class TouchpointRepository(Repository[Touchpoint, TouchpointQuery], Protocol):
     """Touchpoints (tenant-owned)."""

@@ -333,7 +333,11 @@ class ContactService:
                 warmness_reasons=assessment.reasons,
                 updated_at=now,
             )
-            await call.uow.contacts.update(updated)
+            # Conditional: the model ran after the read, and a change made meanwhile (a
+            # consent withdrawn by STOP) must not be written back over.  Losing the race
+            # rolls back (receipt included) so the outbox retries on the fresh contact.
+            if not await call.uow.contacts.replace_if_unchanged(contact, updated):
+                raise Conflict("the contact changed while its warmness was computed; retry")
             if updated.warmness != contact.warmness:
                 await call.emit(
                     EventName.CONTACT_WARMNESS_CHANGED,

@@ -234,6 +234,38 @@ class ConcurrencyConformance(GatewayKit):
                 delivery, evolve(delivery, status=DeliveryStatus.SENT)
             )
 
+    async def test_a_contact_changed_since_it_was_read_is_not_overwritten(
+        self, world: World
+    ) -> None:
+        # A rescoring worker read the contact; a STOP withdrew consent before it wrote.
+        tenant = world.a.id
+        contact = evolve(
+            world.contact(tenant),
+            sms_opt_in=True,
+            tags=("mri", "referral"),
+            warmness=40,
+            warmness_reasons=("new lead", "reachable with consent"),
+        )
+        await world.save(tenant, contact)
+        async with world.gateway.unit_of_work(tenant) as uow:
+            seen = await uow.contacts.get(contact.id)
+        async with world.gateway.unit_of_work(tenant) as uow:
+            await uow.contacts.update(evolve(seen, sms_opt_in=False))
+            await uow.commit()
+        async with world.gateway.unit_of_work(tenant) as uow:
+            scored = evolve(seen, warmness=80, warmness_reasons=("booked",))
+            assert not await uow.contacts.replace_if_unchanged(seen, scored)
+            await uow.commit()
+        async with world.gateway.unit_of_work(tenant) as uow:
+            fresh = await uow.contacts.get(contact.id)
+            assert (fresh.sms_opt_in, fresh.warmness) == (False, 40)
+            # Against what is stored now, the same change lands.
+            assert await uow.contacts.replace_if_unchanged(fresh, evolve(fresh, warmness=80))
+            await uow.commit()
+        async with world.gateway.unit_of_work(tenant) as uow:
+            stored = await uow.contacts.get(contact.id)
+        assert (stored.sms_opt_in, stored.warmness, stored.tags) == (False, 80, ("mri", "referral"))
+
 
 class ConstraintConformance(GatewayKit):
     """Unique keys raise ``Conflict``; dangling references raise ``ValidationError``."""
