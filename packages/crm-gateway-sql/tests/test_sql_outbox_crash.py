@@ -169,3 +169,44 @@ async def test_relay_retries_with_backoff_then_dead_letters(sqlite_gateway: SqlG
     assert dead[0].last_error == "RuntimeError: smtp 451"
     assert relay.backoff(1) == 0.0
     assert OutboxRelay(sqlite_gateway, failing, backoff_base=2.0).backoff(4) == 16.0
+
+
+async def test_a_stop_midway_leaves_the_rest_of_the_batch_for_later(
+    sqlite_gateway: SqlGateway,
+) -> None:
+    # A worker asked to stop finishes the message in hand only (a whole batch under load
+    # outlasted the 30 s a service manager waits); the rest is taken once its lease ends.
+    now = datetime.now(UTC)
+    async with sqlite_gateway.unit_of_work() as uow:
+        await uow.locations.add(
+            Location(id="A", code="a", name="A", timezone="UTC", created_at=now)
+        )
+        await uow.commit()
+    async with sqlite_gateway.unit_of_work("A") as uow:
+        for n in range(3):
+            await uow.outbox.add(
+                DomainEvent(
+                    id=f"01EVENT{n}",
+                    tenant_id="A",
+                    name="ContactCreated",
+                    aggregate_type="contact",
+                    aggregate_id=f"c{n}",
+                    occurred_at=now - timedelta(seconds=1),
+                )
+            )
+        await uow.commit()
+    stop = anyio.Event()
+    handled: list[str] = []
+
+    async def handler(message: OutboxMessage) -> None:
+        handled.append(message.event.id)
+        stop.set()  # the signal arrives while the first message is handled
+
+    relay = OutboxRelay(sqlite_gateway, handler, lease_seconds=0.5)
+    assert await relay.run_once(stop) == 3
+    assert handled == ["01EVENT0"]
+    await anyio.sleep(0.6)  # the leases of the two left run out
+    assert await relay.run_once() == 2
+    assert handled == ["01EVENT0", "01EVENT1", "01EVENT2"]
+    async with sqlite_gateway.unit_of_work() as uow:
+        assert list(await uow.outbox.list_status("pending")) == []

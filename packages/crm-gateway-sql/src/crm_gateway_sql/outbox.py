@@ -57,14 +57,22 @@ class OutboxRelay:
         """Seconds to wait before the next attempt after ``attempts`` failures."""
         return float(min(self.backoff_max, self.backoff_base * 2.0 ** max(0, attempts - 1)))
 
-    async def run_once(self) -> int:
-        """Claim one batch and handle it; return how many messages were claimed."""
+    async def run_once(self, stop: anyio.Event | None = None) -> int:
+        """Claim one batch and handle it; return how many messages were claimed.
+
+        With ``stop`` set midway, the rest of the batch is left unhandled: its
+        leases run out after ``lease_seconds`` and the next worker (or this one
+        restarted) takes the messages then, so a shutdown waits for one message,
+        not a whole batch.
+        """
         async with self.gateway.unit_of_work() as uow:
             claimed = list(
                 await uow.outbox.claim(self.clock.now(), self.batch_size, self.lease_seconds)
             )
             await uow.commit()
         for message in claimed:
+            if stop is not None and stop.is_set():
+                break
             try:
                 await self.handler(message)
             except Exception as exc:  # a handler's failure is data: record it, go on
@@ -87,7 +95,7 @@ class OutboxRelay:
         """Loop until ``stop`` is set, sleeping ``idle_seconds`` when nothing is due."""
         while not stop.is_set():
             try:
-                claimed = await self.run_once()
+                claimed = await self.run_once(stop)
             except Unavailable as exc:
                 log.warning("outbox relay: database unavailable (%s); retrying", exc)
                 claimed = 0
