@@ -136,13 +136,21 @@ def test_demo_seed_creates_access_through_the_use_cases(tmp_path: Path) -> None:
         "WHERE request_method = 'DEMO' AND request_path = 'crm demo seed' "
         "AND outcome = 'success' AND user_id IS NULL GROUP BY resource_type ORDER BY 1",
     )
-    # 2 locations, 1 grant seeding, 5 memberships (the owner holds two), 4 IP rules.
-    assert audited == [("ip_rule", 4), ("location", 2), ("membership", 5), ("permission", 1)]
+    # 2 locations, 1 grant seeding, 5 memberships (the owner holds two), 4 IP rules,
+    # and each location's backdated records as one history import.
+    assert audited == [
+        ("history_import", 2),
+        ("ip_rule", 4),
+        ("location", 2),
+        ("membership", 5),
+        ("permission", 1),
+    ]
     events = rows(db, "SELECT name, count(*) FROM outbox GROUP BY name ORDER BY 1")
     assert ("LocationCreated", 2) in events
     assert ("MembershipGranted", 5) in events
     assert ("IpRuleAdded", 4) in events
+    assert ("HistoryImported", 2) in events
     # Idempotent: a second run creates (and audits) nothing more.
     assert "already present" in ok(crm(tmp_path, "demo", "seed", "--contacts", "3"))
     again = rows(db, "SELECT count(*) FROM hipaa_audit_log WHERE request_method = 'DEMO'")
-    assert again == [(12,)]
+    assert again == [(14,)]

@@ -162,13 +162,19 @@ async def automations_delete(w: World, loc: str, h: dict[str, str]) -> httpx.Res
     return await w.client.delete(f"/api/automations/{(await _automation(w, loc)).id}", headers=h)
 
 
+def _fresh_mobile(w: World) -> str:
+    """A new valid mobile number: 0412 is an allocated block (some 04xx blocks are not,
+    and phonenumbers rightly refuses their numbers)."""
+    return f"+61412{int(w.runtime.ids.new_id()[-8:], 36) % 1_000_000:06d}"
+
+
 async def _suppression(w: World, loc: str) -> Suppression:
     entry = Suppression(
         id=w.runtime.ids.new_id(),
         tenant_id=w.locations[loc],
         channel="sms",
         # A fresh Australian mobile number each time (the list is unique per number).
-        address=f"+614{int(w.runtime.ids.new_id()[-8:], 36) % 100_000_000:08d}",
+        address=_fresh_mobile(w),
         reason="manual",
         created_at=w.clock.now(),
         created_by="matrix",
@@ -180,7 +186,7 @@ async def _suppression(w: World, loc: str) -> Suppression:
 
 
 async def suppressions_create(w: World, loc: str, h: dict[str, str]) -> httpx.Response:
-    number = f"+614{int(w.runtime.ids.new_id()[-8:], 36) % 100_000_000:08d}"
+    number = _fresh_mobile(w)
     return await w.client.post(
         "/api/suppressions", headers=h, json={"channel": "sms", "address": number}
     )

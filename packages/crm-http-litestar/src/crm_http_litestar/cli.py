@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -528,8 +529,16 @@ def worker(
     async def body() -> None:
         async with open_runtime(settings) as runtime:
             consumer = InProcessWorker(runtime)
+            # SIGINT/SIGTERM ask the relay to stop after the message in hand, so the
+            # runtime closes with no query cancelled halfway (a cancelled query could
+            # keep a pooled connection busy and the close waiting past a service
+            # manager's patience).
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, consumer.request_stop)
             typer.echo("crm worker: consuming the outbox (Ctrl-C to stop)", err=True)
             await consumer.run()
+        typer.echo("crm worker: stopped", err=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         _run(body)

@@ -114,6 +114,10 @@ class InProcessWorker:
         finally:
             self._done.set()
 
+    def request_stop(self) -> None:
+        """Ask the loop to end after the current message (safe from a signal handler)."""
+        self._stop.set()
+
     async def stop(self) -> None:
         """Stop after the current message and wait for the loop to end."""
         self._stop.set()
