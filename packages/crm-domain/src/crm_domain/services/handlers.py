@@ -132,50 +132,51 @@ def webhook_handlers(webhooks: WebhookService) -> Mapping[str, tuple[EventHandle
     return {EXTERNAL_BOOKING_RECEIVED: (ApplyExternalBooking(webhooks),)}
 
 
-class SendCampaign:
+class _CampaignStep:
+    """Runs one campaign step for the campaign an event names, as its location's system user.
+
+    A campaign deleted since the event is skipped; any other failure raises, so
+    the relay retries with back-off.
+    """
+
+    def __init__(self, campaigns: EmailMarketingService) -> None:
+        self._campaigns = campaigns
+
+    async def _step(self, ctx: Context, campaign_id: str) -> object:
+        raise NotImplementedError
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        """Run the step for the campaign this event names."""
+        event = message.event
+        ctx = _system_for(event)
+        if ctx is None:
+            return
+        try:
+            await self._step(ctx, event.aggregate_id)
+        except NotFound:
+            return
+
+
+class SendCampaign(_CampaignStep):
     """Sends a campaign's pending deliveries on ``CampaignSending`` (see ``deliver``).
 
     Redelivery of the event, a second worker or a restart after a crash are
-    all safe: the delivery rows say who is still to be sent.  A mailer outage
-    raises, so the relay retries with back-off; a campaign deleted since is
-    skipped.
+    all safe: the delivery rows say who is still to be sent.
     """
 
-    def __init__(self, campaigns: EmailMarketingService) -> None:
-        self._campaigns = campaigns
-
-    async def __call__(self, message: OutboxMessage) -> None:
-        """Send what is left of the campaign this event names."""
-        event = message.event
-        ctx = _system_for(event)
-        if ctx is None:
-            return
-        try:
-            await self._campaigns.deliver(ctx, event.aggregate_id)
-        except NotFound:
-            return
+    async def _step(self, ctx: Context, campaign_id: str) -> object:
+        return await self._campaigns.deliver(ctx, campaign_id)
 
 
-class StartDueCampaign:
+class StartDueCampaign(_CampaignStep):
     """Starts a scheduled campaign when its ``CampaignDue`` event comes due (idempotent).
 
-    A campaign already started, paused, cancelled, deleted or moved later is
-    left alone, so a repeated or stale event does nothing.
+    A campaign already started, paused, cancelled or moved later is left alone,
+    so a repeated or stale event does nothing.
     """
 
-    def __init__(self, campaigns: EmailMarketingService) -> None:
-        self._campaigns = campaigns
-
-    async def __call__(self, message: OutboxMessage) -> None:
-        """Start the campaign this event names, if it is still due."""
-        event = message.event
-        ctx = _system_for(event)
-        if ctx is None:
-            return
-        try:
-            await self._campaigns.start_if_due(ctx, event.aggregate_id)
-        except NotFound:
-            return
+    async def _step(self, ctx: Context, campaign_id: str) -> object:
+        return await self._campaigns.start_if_due(ctx, campaign_id)
 
 
 def campaign_handlers(
